@@ -1,0 +1,1 @@
+"""What ingest, classify and notify share: settings, event contracts, streams, Redis plumbing."""

@@ -1,0 +1,152 @@
+"""One settings object for every topicwatch process.
+
+Read once at process start (``load_settings``) and passed down explicitly: nothing in
+topicwatch reads the environment anywhere else, so a test can build a ``Settings`` by hand
+and get exactly the service it describes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "TOPICWATCH_"
+
+#: Standard Webhooks' suggested retry schedule (seconds after the previous attempt):
+#: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
+STANDARD_WEBHOOKS_SCHEDULE: tuple[float, ...] = (
+    0,
+    5,
+    5 * 60,
+    30 * 60,
+    2 * 3600,
+    5 * 3600,
+    10 * 3600,
+    14 * 3600,
+    20 * 3600,
+    24 * 3600,
+)
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Configuration of all three services and the CLI (env prefix ``TOPICWATCH_``)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # --- Redis and topology -------------------------------------------------------------
+    redis_url: str | None = Field(
+        default=None, description="Redis URL; unset means `topicwatch up` runs an embedded Redis."
+    )
+    stream_prefix: str = Field(default="topicwatch", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    data_dir: Path = Field(default=Path(".topicwatch"), description="Embedded Redis data dir.")
+    embedded_redis_port: int = Field(default=6390, ge=1, le=65535)
+
+    # --- HTTP -------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    ingest_port: int = Field(default=8001, ge=1, le=65535)
+    classify_port: int = Field(default=8002, ge=1, le=65535)
+    notify_port: int = Field(default=8003, ge=1, le=65535)
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated; when set, write endpoints need `Authorization: Bearer <key>`.",
+    )
+
+    # --- Stream consumption -----------------------------------------------------------------
+    read_batch: int = Field(default=200, ge=1, le=10_000, description="XREADGROUP COUNT.")
+    read_block_ms: int = Field(default=200, ge=1, le=60_000)
+    reclaim_idle_ms: int = Field(
+        default=30_000, ge=100, description="Pending this long, an entry is claimed again."
+    )
+    max_deliveries: int = Field(
+        default=5, ge=1, description="Deliveries of one entry before it is dead-lettered."
+    )
+
+    # --- Ingest -----------------------------------------------------------------------------
+    ingest_max_batch: int = Field(default=1000, ge=1)
+    ingest_max_article_bytes: int = Field(default=1024 * 1024, ge=1024)
+    feeds: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    feed_poll_interval: float = Field(default=300.0, gt=0)
+
+    # --- Classify ---------------------------------------------------------------------------
+    taxonomy_path: Path | None = Field(
+        default=None, description="Taxonomy file or folder; unset means the packaged default."
+    )
+    taxonomy_reload_interval: float = Field(default=2.0, gt=0)
+
+    # --- Notify -----------------------------------------------------------------------------
+    allow_private_webhooks: bool = False
+    webhook_timeout: float = Field(default=10.0, gt=0)
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(STANDARD_WEBHOOKS_SCHEDULE)
+    )
+    webhook_retry_jitter: float = Field(default=0.1, ge=0, le=1)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "topicwatch@localhost"
+    public_url: str = Field(
+        default="", description="Base URL of the notify API, used in alert links."
+    )
+
+    log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
+
+    @field_validator("api_keys", "feeds", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: Any) -> Any:
+        value = _split_csv(value)
+        if isinstance(value, list) and not value:
+            raise ValueError("needs at least one delay")
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _non_negative(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("delays must be >= 0 seconds")
+        return value
+
+    def api_key_values(self) -> frozenset[str]:
+        """The configured API keys as plain strings (kept secret everywhere else)."""
+        return frozenset(key.get_secret_value() for key in self.api_keys)
+
+
+class SettingsError(SystemExit):
+    """Raised at start when the environment holds a bad value; the message names the variable."""
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment once; a bad value stops the process with a message naming it."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            value = error.get("input")
+            shown = "<hidden>" if "key" in field or "password" in field else repr(value)
+            lines.append(f"  {env_name(field)}={shown}: {error['msg']}")
+        message = "topicwatch: invalid configuration:\n" + "\n".join(lines)
+        print(message, file=sys.stderr)
+        raise SettingsError(2) from None

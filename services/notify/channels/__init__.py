@@ -1,0 +1,1 @@
+"""Delivery channels: each turns one notification into one send and reports the outcome."""

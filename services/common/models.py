@@ -12,7 +12,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -57,7 +57,9 @@ class _Event(BaseModel):
     @classmethod
     def _known_version(cls, value: int) -> int:
         if value > SCHEMA_VERSION:
-            raise ValueError(f"schema_version {value} is newer than this service ({SCHEMA_VERSION})")
+            raise ValueError(
+                f"schema_version {value} is newer than this service ({SCHEMA_VERSION})"
+            )
         return value
 
 
@@ -189,6 +191,20 @@ class Alert(_Event):
 class FieldError(BaseModel):
     field: str
     message: str
+
+
+def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
+    """Pydantic's errors as (field path, message) pairs a producer can act on.
+
+    The path is dotted, with list positions in brackets: ``[3].metadata.region``.
+    """
+    out = []
+    for error in exc.errors(include_url=False):
+        path = prefix
+        for part in error["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        out.append(FieldError(field=path or "(body)", message=error["msg"]))
+    return out
 
 
 class Rejection(_Event):

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     notify_port: int = Field(default=8003, ge=1, le=65535)
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated; when set, write endpoints need `Authorization: Bearer <key>`.",
+        description="Comma-separated; when set, write endpoints need a Bearer key.",
     )
 
     # --- Stream consumption -----------------------------------------------------------------
@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # --- Ingest -----------------------------------------------------------------------------
     ingest_max_batch: int = Field(default=1000, ge=1)
     ingest_max_article_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_request_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Largest HTTP request body ingest reads."
+    )
     feeds: Annotated[list[str], NoDecode] = Field(default_factory=list)
     feed_poll_interval: float = Field(default=300.0, gt=0)
 

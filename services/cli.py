@@ -1,0 +1,218 @@
+"""The ``topicwatch`` command.
+
+``up`` and ``serve`` live here; every service contributes its own sub-commands from
+``services/<service>/cli.py`` through ``register(subparsers)``, so the CLI grows with the
+services without this file knowing their details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from services.common.settings import Settings, load_settings
+
+SERVICES = ("ingest", "classify", "notify")
+
+#: Modules that add sub-commands (each has ``register(subparsers)``); missing ones are skipped
+#: only if the module does not exist at all.
+COMMAND_MODULES = (
+    "services.ingest.cli",
+    "services.classify.cli",
+    "services.notify.cli",
+    "services.notify.cli_match",
+)
+
+
+def port_of(settings: Settings, service: str) -> int:
+    return int(getattr(settings, f"{service}_port"))
+
+
+def url_of(settings: Settings, service: str) -> str:
+    return f"http://{settings.host}:{port_of(settings, service)}"
+
+
+def create_service_app(service: str, settings: Settings) -> Any:
+    module = importlib.import_module(f"services.{service}.app")
+    return module.create_app(settings)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run one service in the foreground."""
+    import uvicorn
+
+    settings = load_settings()
+    if not settings.redis_url:
+        print(
+            "topicwatch: TOPICWATCH_REDIS_URL is not set; run `topicwatch up` for an embedded "
+            "Redis, or point the service at yours",
+            file=sys.stderr,
+        )
+        return 2
+    _configure_logging(settings)
+    app = create_service_app(args.service, settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=port_of(settings, args.service),
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+class Supervisor:
+    """Runs the services as child processes, restarts any that dies, stops all on a signal."""
+
+    def __init__(self, env: dict[str, str], services: tuple[str, ...] = SERVICES) -> None:
+        self.env = env
+        self.services = services
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: dict[str, int] = dict.fromkeys(services, 0)
+        self.stopping = False
+
+    def spawn(self, service: str) -> None:
+        argv = [sys.executable, "-m", "services.cli", "serve", service]
+        self.children[service] = subprocess.Popen(argv, env=self.env)  # noqa: S603
+
+    def start(self) -> None:
+        for service in self.services:
+            self.spawn(service)
+
+    def poll(self) -> None:
+        for service, child in list(self.children.items()):
+            code = child.poll()
+            if code is None or self.stopping:
+                continue
+            self.restarts[service] += 1
+            delay = min(2 ** min(self.restarts[service], 5), 30)
+            print(
+                f"topicwatch: {service} exited with {code}; restarting in {delay}s",
+                file=sys.stderr,
+            )
+            time.sleep(delay)
+            self.spawn(service)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.stopping = True
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in self.children.values():
+            try:
+                child.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Embedded Redis (unless TOPICWATCH_REDIS_URL is set) and the three services."""
+    settings = load_settings()
+    env = dict(os.environ)
+    server = None
+    if not settings.redis_url:
+        from services.common.redis_server import RedisServer
+
+        server = RedisServer(
+            data_dir=Path(settings.data_dir) / "redis",
+            port=settings.embedded_redis_port,
+            appendonly=True,
+        )
+        try:
+            server.start()
+        except (RuntimeError, TimeoutError) as exc:
+            print(f"topicwatch: could not start the embedded Redis: {exc}", file=sys.stderr)
+            return 1
+        env["TOPICWATCH_REDIS_URL"] = server.url
+        print(f"redis    {server.url} (embedded, data in {server.data_dir})")
+    else:
+        print("redis    (TOPICWATCH_REDIS_URL)")
+    supervisor = Supervisor(env)
+    stop_requested = False
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    supervisor.start()
+    for service in SERVICES:
+        print(f"{service:<8} {url_of(settings, service)}")
+    print("Ctrl-C stops everything.", flush=True)
+    try:
+        while not stop_requested:
+            supervisor.poll()
+            time.sleep(0.2)
+    finally:
+        print("topicwatch: stopping...", file=sys.stderr)
+        supervisor.stop()
+        if server is not None:
+            server.stop()
+    return 0
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="topicwatch",
+        description="Event-stream alerting for people who watch the news for a living.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = subparsers.add_parser(
+        "up", help="start Redis (embedded unless configured) and all services"
+    )
+    up.set_defaults(func=cmd_up)
+    serve = subparsers.add_parser("serve", help="run one service in the foreground")
+    serve.add_argument("service", choices=SERVICES)
+    serve.set_defaults(func=cmd_serve)
+    bench = subparsers.add_parser("bench", help="benchmarks that print figures")
+    bench_subparsers = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        register: Callable[[Any], None] | None = getattr(module, "register", None)
+        if register:
+            register(subparsers)
+        register_bench: Callable[[Any], None] | None = getattr(module, "register_bench", None)
+        if register_bench:
+            register_bench(bench_subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""HTTP pieces every service shares: API-key auth, request size limits, /healthz, /metrics."""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.common.settings import Settings
+
+if TYPE_CHECKING:
+    from services.common.runtime import Runtime
+
+#: Non-ingest services take small JSON bodies only.
+SMALL_BODY_LIMIT = 1024 * 1024
+
+
+def require_api_key(request: Request) -> None:
+    """FastAPI dependency for write endpoints: ``Authorization: Bearer <key>`` when keys are set.
+
+    Compared in constant time; the key itself is never logged or echoed.
+    """
+    settings: Settings = request.app.state.runtime.settings
+    keys = settings.api_key_values()
+    if not keys:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        for key in keys:
+            if hmac.compare_digest(token.strip().encode(), key.encode()):
+                return
+    raise HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail="missing or invalid API key: send 'Authorization: Bearer <key>'",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``limit`` bytes with 413, before they are buffered."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(
+            {"detail": f"request body is larger than the limit of {self.limit} bytes"},
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def add_request_limits(app: FastAPI, settings: Settings, limit: int | None = None) -> None:
+    app.add_middleware(BodyLimitMiddleware, limit=limit or SMALL_BODY_LIMIT)  # type: ignore[arg-type]
+
+
+def add_health_and_metrics(app: FastAPI, runtime: Runtime) -> None:
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> Any:
+        """200 when Redis answers and every stream subscriber runs; 503 otherwise."""
+        checks: dict[str, str] = {}
+        try:
+            await runtime.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"error: {type(exc).__name__}"
+        checks["subscribers"] = "ok" if runtime.subscribers_running() else "stopped"
+        healthy = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if healthy else "unhealthy", "service": runtime.service, **checks},
+            status_code=200 if healthy else 503,
+        )
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        """Prometheus exposition of this process's registry."""
+        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,204 @@
+"""What every service process is made of, wired once: Redis, the broker, metrics, HTTP, lifecycle.
+
+Each service's ``create_app(settings)`` builds a :class:`Runtime`, registers its consumers,
+routes and background tasks on it, and returns ``runtime.http`` (a FastAPI app) for uvicorn.
+Nothing connects at import time or in ``create_app``: connections open in the lifespan, so a
+test or the CLI can build an app and decide when it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from faststream import FastStream
+from faststream.redis import RedisBroker
+from faststream.redis.prometheus import RedisPrometheusMiddleware
+from faststream.specification import AsyncAPI
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from services import __version__
+from services.common.consumer import BatchHandler, StreamConsumer, consumer_name, ensure_groups
+from services.common.http import add_health_and_metrics, add_request_limits
+from services.common.settings import Settings
+from services.common.streams import StreamNames
+
+log = logging.getLogger(__name__)
+
+BackgroundTask = Callable[[], Awaitable[None]]
+
+
+class Runtime:
+    """One service process: settings, Redis client, FastStream broker, registry, HTTP app."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        service: str,
+        *,
+        description: str = "",
+        body_limit: int | None = None,
+    ) -> None:
+        if not settings.redis_url:
+            raise ValueError("TOPICWATCH_REDIS_URL must be set to run a service on its own")
+        self.settings = settings
+        self.service = service
+        self.names = StreamNames(settings.stream_prefix)
+        self.registry = CollectorRegistry()
+        self.consumer = consumer_name(service)
+        self.broker = RedisBroker(
+            settings.redis_url,
+            middlewares=[RedisPrometheusMiddleware(registry=self.registry, app_name=service)],
+            log_level=logging.DEBUG,
+        )
+        self.faststream = FastStream(
+            self.broker,
+            specification=AsyncAPI(
+                title=f"topicwatch {service}", version=__version__, description=description
+            ),
+        )
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(settings.redis_url)
+        self.consumers: list[StreamConsumer] = []
+        self.background: list[tuple[str, BackgroundTask]] = []
+        self.shutdown_hooks: list[BackgroundTask] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.dead_letters_total = Counter(
+            "topicwatch_dead_letters_total",
+            "Stream entries dead-lettered after max deliveries.",
+            ["service", "stream"],
+            registry=self.registry,
+        )
+        self.stream_length = Gauge(
+            "topicwatch_stream_length", "Entries in a stream.", ["stream"], registry=self.registry
+        )
+        self.stream_pending = Gauge(
+            "topicwatch_stream_pending",
+            "Entries delivered to a consumer group but not yet acknowledged.",
+            ["stream", "group"],
+            registry=self.registry,
+        )
+        self.stream_lag = Gauge(
+            "topicwatch_stream_lag",
+            "Entries not yet delivered to a consumer group.",
+            ["stream", "group"],
+            registry=self.registry,
+        )
+        self.http = FastAPI(
+            title=f"topicwatch {service}",
+            version=__version__,
+            description=description,
+            lifespan=self._lifespan,
+        )
+        self.http.state.runtime = self
+        add_request_limits(self.http, settings, body_limit)
+        add_health_and_metrics(self.http, self)
+
+    # --- wiring ----------------------------------------------------------------------------
+    def consume(self, stream: str, group: str, handler: BatchHandler) -> StreamConsumer:
+        """Consume ``stream`` in ``group`` with reclaim and dead-lettering (see consumer.py)."""
+        consumer = StreamConsumer(
+            settings=self.settings,
+            client=self.redis,
+            stream=stream,
+            group=group,
+            consumer=self.consumer,
+            dead_letter_stream=self.names.dead_letters,
+            handler=handler,
+            on_dead_letter=lambda s: self.dead_letters_total.labels(self.service, s).inc(),
+        )
+        consumer.register(self.broker)
+        self.consumers.append(consumer)
+        return consumer
+
+    def run_in_background(self, name: str, task: BackgroundTask) -> None:
+        """A coroutine that runs for the life of the process (feed poller, delivery loop...)."""
+        self.background.append((name, task))
+
+    def on_shutdown(self, hook: BackgroundTask) -> None:
+        """Run ``hook`` when the process stops (close clients, flush state)."""
+        self.shutdown_hooks.append(hook)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        await ensure_groups(self.redis, [(c.stream, c.group) for c in self.consumers])
+        await self.broker.start()
+        self._tasks = [
+            asyncio.create_task(self._guard(name, task), name=name)
+            for name, task in [*self.background, ("watchdog", self._watchdog)]
+        ]
+        log.info("%s started as consumer %s", self.service, self.consumer)
+        try:
+            yield
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.broker.stop()
+            for hook in self.shutdown_hooks:
+                try:
+                    await hook()
+                except Exception:
+                    log.exception("shutdown hook failed")
+            await self.redis.aclose()
+
+    async def _guard(self, name: str, task: BackgroundTask) -> None:
+        """Keep a background task alive: log and restart it after an error (with backoff)."""
+        delay = 0.5
+        while True:
+            try:
+                await task()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s failed; restarting in %.1fs", name, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def subscribers_running(self) -> bool:
+        return all(getattr(s, "running", True) for c in self.consumers for s in c.subscribers)
+
+    async def _watchdog(self) -> None:
+        """Refresh stream gauges; exit the process if a subscriber died (e.g. NOGROUP).
+
+        FastStream stops a subscriber for good when its group vanishes (a Redis restart without
+        persistence). Exiting lets the supervisor (``topicwatch up``, systemd, k8s) restart us,
+        and the restart re-creates the groups from 0.
+        """
+        while True:
+            await asyncio.sleep(2.0)
+            if not self.subscribers_running():
+                log.critical("a stream subscriber stopped; exiting so the supervisor restarts us")
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            with contextlib.suppress(Exception):
+                await self.refresh_stream_gauges()
+
+    async def refresh_stream_gauges(self) -> None:
+        """Length, pending and lag of every consumed stream (lag computed on Redis 6.2 too)."""
+        for consumer in self.consumers:
+            length = await self.redis.xlen(consumer.stream)
+            self.stream_length.labels(consumer.stream).set(length)
+            for group in await self.redis.xinfo_groups(consumer.stream):
+                name = _s(group.get("name"))
+                if name != consumer.group:
+                    continue
+                self.stream_pending.labels(consumer.stream, name).set(int(group["pending"]))
+                lag = group.get("lag")
+                if lag is None:  # Redis < 7: count what lies after last-delivered-id
+                    last = _s(group.get("last-delivered-id")) or "0-0"
+                    after = await self.redis.xrange(consumer.stream, f"({last}", "+", count=10_000)
+                    lag = len(after)
+                self.stream_lag.labels(consumer.stream, name).set(int(lag))
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -111,5 +111,5 @@ def test_bad_secrets_are_refused(bad: str) -> None:
 def test_signing_needs_a_secret_and_a_dotless_id() -> None:
     with pytest.raises(WebhookSecretError):
         signature_headers("alt_1", b"{}", [])
-    with pytest.raises(ValueError, match="'.'"):
+    with pytest.raises(ValueError, match=r"'\.'"):
         sign("a.b", 1, b"{}", generate_secret())

@@ -111,7 +111,8 @@ async def test_any_private_answer_refuses_the_host() -> None:
 
 async def test_pinned_request_targets_the_checked_address() -> None:
     resolver = scripted({"hooks.example": ["93.184.215.14"]})
-    checked = await check_webhook_url("https://user:pw@hooks.example:8443/in?a=1", resolver=resolver)
+    url_in = "https://user:pw@hooks.example:8443/in?a=1"
+    checked = await check_webhook_url(url_in, resolver=resolver)
     url, headers, extensions = checked.pinned()
     assert url.host == "93.184.215.14" and url.port == 8443 and url.path == "/in"
     assert url.query == b"a=1"

@@ -1,0 +1,488 @@
+"""The subscription query language: words, "phrases", AND / OR / NOT, ``-word``, parentheses.
+
+In the spirit of Google Alerts and Lucene's query syntax, small enough to explain in a page
+(docs/notify-matching.md):
+
+* ``patriot``                      a word, matched as a whole token, case- and accent-insensitive
+* ``"air defence"``                a phrase: the words in this order, next to each other
+* ``S-400``                        a word with punctuation inside is the phrase of its parts
+                                   (``"s 400"``), exactly as the article text is tokenised, so it
+                                   matches "S-400", "s 400" and "S–400" (but not "S400")
+* ``a b``                          implicit AND (both must occur)
+* ``a AND b``, ``a OR b``          explicit operators, upper case only (``and`` is a word)
+* ``NOT a``, ``-a``, ``-"a b"``    negation; ``+a`` is accepted and means ``a``
+* ``( ... )``                      grouping
+
+Precedence, tightest first: NOT / ``-``, then explicit ``AND``, then ``OR``, then the implicit
+AND between juxtaposed terms. The last rule is Google's (``S-400 OR S-500 Turkey`` means
+"(S-400 or S-500) and Turkey", which is what people who write alert queries mean), while
+explicit operators keep the usual boolean order (``a AND b OR c`` is ``(a AND b) OR c``).
+:meth:`Query.canonical` renders the parsed query fully parenthesised, so an API can show the
+user how their query was read.
+
+A query made only of negations (``-exercise``) is allowed: it matches every article without
+those words, which is useful together with a topic filter.
+
+Text and queries go through the same :func:`tokenize` (NFKC, case folding, accents removed,
+split on anything that is not a letter or digit), which is what makes the language tolerant of
+punctuation and hyphens in a consistent way: the query and the text see the same tokens.
+Phrases match consecutive tokens within the title or within the body (never across the two);
+punctuation between words does not break a phrase ("air-defence" matches ``"air defence"``).
+
+Errors raise :class:`QueryError`, whose message names the problem and shows the query with a
+caret under the offending position, because "invalid query" alone does not help anyone fix a
+40-character boolean expression.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+#: Longest accepted query, in characters; alert queries are sentences, not documents.
+MAX_QUERY_LENGTH = 2_000
+#: Deepest parenthesis / NOT nesting accepted (keeps recursion bounded for hostile input).
+MAX_DEPTH = 32
+#: Most words (counting each word of a phrase) in one query.
+MAX_TERMS = 200
+
+_TOKEN_RE = re.compile(r"[^\W_]+")
+_OPEN_QUOTES = frozenset('"“„”')
+_CLOSE_QUOTES = frozenset('"”“')
+_SPECIAL = frozenset("()") | _OPEN_QUOTES
+
+
+# --- tokenisation -------------------------------------------------------------------------------
+
+
+def fold(text: str) -> str:
+    """Case-fold and strip accents so that "Çavuşoğlu", "CAVUSOGLU" and "cavusoglu" are equal.
+
+    ASCII text (the common case) skips the Unicode normalisations entirely, which matters when
+    every article body goes through here.
+    """
+    if text.isascii():
+        return text.lower()
+    text = unicodedata.normalize("NFKC", text).casefold()
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def tokenize(text: str) -> list[str]:
+    """Split folded text into runs of letters and digits; everything else separates tokens."""
+    return _TOKEN_RE.findall(fold(text))
+
+
+@dataclass(slots=True)
+class Document:
+    """An article as the query language sees it: its token set, and text for phrase search.
+
+    Phrases are checked with a substring search over the space-joined tokens (C speed, no
+    position lists). Title and body are joined with a newline, which no token contains, so a
+    phrase never spans the two fields.
+    """
+
+    terms: frozenset[str]
+    joined: str
+
+    @classmethod
+    def from_text(cls, title: str, body: str = "") -> Document:
+        title_tokens = tokenize(title)
+        body_tokens = tokenize(body)
+        joined = " " + " ".join(title_tokens) + " \n " + " ".join(body_tokens) + " "
+        return cls(terms=frozenset(title_tokens) | frozenset(body_tokens), joined=joined)
+
+    def has_phrase(self, words: Sequence[str]) -> bool:
+        return (" " + " ".join(words) + " ") in self.joined
+
+
+# --- syntax tree --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One token."""
+
+    word: str
+
+    def matches(self, doc: Document) -> bool:
+        return self.word in doc.terms
+
+
+@dataclass(frozen=True, slots=True)
+class Phrase:
+    """Two or more tokens, consecutive and in order."""
+
+    words: tuple[str, ...]
+    _needle: str = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_needle", " " + " ".join(self.words) + " ")
+
+    def matches(self, doc: Document) -> bool:
+        # The token-set test rejects most documents before the substring search.
+        terms = doc.terms
+        return all(w in terms for w in self.words) and self._needle in doc.joined
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    children: tuple[Node, ...]
+
+    def matches(self, doc: Document) -> bool:
+        return all(child.matches(doc) for child in self.children)
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    children: tuple[Node, ...]
+
+    def matches(self, doc: Document) -> bool:
+        return any(child.matches(doc) for child in self.children)
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    child: Node
+
+    def matches(self, doc: Document) -> bool:
+        return not self.child.matches(doc)
+
+
+Node = Term | Phrase | And | Or | Not
+
+
+def _word_node(words: Sequence[str]) -> Term | Phrase:
+    return Term(words[0]) if len(words) == 1 else Phrase(tuple(words))
+
+
+def _flatten(kind: type[And] | type[Or], items: Iterable[Node]) -> Node:
+    flat: list[Node] = []
+    for item in items:
+        if isinstance(item, kind):
+            flat.extend(item.children)
+        else:
+            flat.append(item)
+    return flat[0] if len(flat) == 1 else kind(tuple(flat))
+
+
+_PRECEDENCE = {Or: 1, And: 2, Not: 3, Term: 4, Phrase: 4}
+
+
+def render(node: Node) -> str:
+    """Canonical text of a tree: explicit operators, parentheses wherever precedence applies.
+
+    ``parse(render(tree))`` gives ``tree`` back, which the tests rely on.
+    """
+    if isinstance(node, Term):
+        return node.word
+    if isinstance(node, Phrase):
+        return '"' + " ".join(node.words) + '"'
+    if isinstance(node, Not):
+        inner = render(node.child)
+        return "NOT " + (inner if isinstance(node.child, Term | Phrase | Not) else f"({inner})")
+    op = " AND " if isinstance(node, And) else " OR "
+    parts = []
+    for child in node.children:
+        text = render(child)
+        if isinstance(child, And | Or):  # always parenthesise a nested group: reads unambiguously
+            text = f"({text})"
+        parts.append(text)
+    return op.join(parts)
+
+
+# --- clauses for the presearcher -----------------------------------------------------------------
+
+
+#: Words so common in news text that a clause made of them selects nearly every article.
+COMMON_WORDS = frozenset(
+    """a about after all also an and are as at be been but by can could did do for from had has
+    have he her his i if in into is it its more new no not of on one or our out over said says
+    she so than that the their them there they this to two up was we were what when which who
+    will with would year years you""".split()
+)
+
+
+def term_probability(word: str) -> float:
+    """Rough chance that a news article contains ``word``: the presearcher's selectivity guess.
+
+    Lucene Monitor weighs terms by length for the same reason: without corpus statistics,
+    longer words are rarer. Common words and one-letter tokens ("s" from "Turkey's") are
+    treated as near-certain so that a query is never indexed by them when it has a better term.
+    """
+    if len(word) <= 1 or word in COMMON_WORDS:
+        return 0.9
+    if word.isdigit():
+        return 0.2 if len(word) <= 2 else 0.05
+    return max(0.001, 0.5 * 0.72 ** len(word))
+
+
+def clause_probability(clause: Iterable[str]) -> float:
+    """Chance that a document contains at least one token of ``clause`` (union bound)."""
+    return min(1.0, sum(term_probability(w) for w in clause))
+
+
+def required_clauses(node: Node) -> list[frozenset[str]]:
+    """What any matching document must contain, as a conjunction of disjunctions of tokens.
+
+    Each returned set is a clause: a document that matches the query contains at least one
+    token of every clause. An empty list means "no constraint" (e.g. ``NOT x`` matches
+    documents that share no token with the query). This is the term extraction of Lucene
+    Monitor's presearcher: it may over-approximate (a candidate can still fail the real
+    query) but never under-approximates, so indexing a query under a clause loses nothing.
+    """
+    if isinstance(node, Term):
+        return [frozenset((node.word,))]
+    if isinstance(node, Phrase):
+        return list(dict.fromkeys(frozenset((w,)) for w in node.words))
+    if isinstance(node, Not):
+        return []
+    if isinstance(node, And):
+        clauses: list[frozenset[str]] = []
+        for child in node.children:
+            for clause in required_clauses(child):
+                if clause not in clauses:
+                    clauses.append(clause)
+        return clauses
+    # Or: every alternative must be constrained; then the most selective clause of each
+    # alternative, united, is a clause of the whole disjunction.
+    union: set[str] = set()
+    for child in node.children:
+        child_clauses = required_clauses(child)
+        if not child_clauses:
+            return []
+        union |= min(child_clauses, key=lambda c: (clause_probability(c), sorted(c)))
+    return [frozenset(union)]
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class QueryError(ValueError):
+    """A query that cannot be parsed; ``str()`` shows where, with a caret line."""
+
+    def __init__(self, message: str, query: str, position: int) -> None:
+        self.message = message
+        self.query = query
+        self.position = max(0, min(position, len(query)))
+        shown = "".join(" " if ch in "\t\r\n" else ch for ch in query)
+        super().__init__(
+            f"{message} (at position {self.position + 1})\n  {shown}\n  {' ' * self.position}^"
+        )
+
+
+# --- lexer --------------------------------------------------------------------------------------
+
+TokenKind = Literal[
+    "WORD", "PHRASE", "AND", "OR", "NOT", "MINUS", "PLUS", "LPAREN", "RPAREN", "EOF"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    kind: TokenKind
+    pos: int
+    text: str = ""
+    words: tuple[str, ...] = ()
+
+
+def _lex(query: str) -> Iterator[_Tok]:
+    i, n = 0, len(query)
+    while i < n:
+        ch = query[i]
+        if ch.isspace():
+            i += 1
+        elif ch == "(":
+            yield _Tok("LPAREN", i, ch)
+            i += 1
+        elif ch == ")":
+            yield _Tok("RPAREN", i, ch)
+            i += 1
+        elif ch in _OPEN_QUOTES:
+            end = i + 1
+            while end < n and query[end] not in _CLOSE_QUOTES:
+                end += 1
+            if end >= n:
+                raise QueryError("unclosed quote", query, i)
+            words = tuple(tokenize(query[i + 1 : end]))
+            if not words:
+                raise QueryError("empty phrase: put words between the quotes", query, i)
+            yield _Tok("PHRASE", i, query[i : end + 1], words)
+            i = end + 1
+        elif ch in "-+" and i + 1 < n and not query[i + 1].isspace() and query[i + 1] != ")":
+            yield _Tok("MINUS" if ch == "-" else "PLUS", i, ch)
+            i += 1
+        else:
+            end = i
+            while end < n and not query[end].isspace() and query[end] not in _SPECIAL:
+                end += 1
+            text = query[i:end]
+            if text in ("AND", "OR", "NOT"):
+                yield _Tok(text, i, text)  # type: ignore[arg-type]
+            else:
+                words = tuple(tokenize(text))
+                # A word made only of punctuation ("&", "–") separates like it does in text.
+                if words:
+                    yield _Tok("WORD", i, text, words)
+            i = end
+    yield _Tok("EOF", n)
+
+
+# --- parser -------------------------------------------------------------------------------------
+
+_STARTS_TERM = frozenset(("WORD", "PHRASE", "NOT", "MINUS", "PLUS", "LPAREN"))
+
+
+class _Parser:
+    def __init__(self, query: str) -> None:
+        self.query = query
+        self.toks = list(_lex(query))
+        self.i = 0
+        self.depth = 0
+        self.terms = 0
+
+    def peek(self) -> _Tok:
+        return self.toks[self.i]
+
+    def take(self) -> _Tok:
+        tok = self.toks[self.i]
+        self.i += 1
+        return tok
+
+    def error(self, message: str, pos: int) -> QueryError:
+        return QueryError(message, self.query, pos)
+
+    def expect_term_after(self, op: _Tok) -> None:
+        nxt = self.peek()
+        if nxt.kind in _STARTS_TERM:
+            return
+        what = "the end of the query" if nxt.kind == "EOF" else repr(nxt.text)
+        raise self.error(f"expected a word, phrase or '(' after {op.text!r}, found {what}", nxt.pos)
+
+    def parse(self) -> Node:
+        if self.peek().kind == "EOF":
+            raise self.error("query has no words to search for", 0)
+        node = self.sequence()
+        tok = self.peek()
+        if tok.kind == "RPAREN":
+            raise self.error("unmatched ')'", tok.pos)
+        return node
+
+    def sequence(self) -> Node:
+        """Juxtaposed terms: the loosest binding, an implicit AND."""
+        items = [self.disjunction()]
+        while self.peek().kind not in ("EOF", "RPAREN"):
+            items.append(self.disjunction())
+        return _flatten(And, items)
+
+    def disjunction(self) -> Node:
+        items = [self.conjunction()]
+        while self.peek().kind == "OR":
+            self.expect_term_after(self.take())
+            items.append(self.conjunction())
+        return _flatten(Or, items)
+
+    def conjunction(self) -> Node:
+        items = [self.unary()]
+        while self.peek().kind == "AND":
+            self.expect_term_after(self.take())
+            items.append(self.unary())
+        return _flatten(And, items)
+
+    def unary(self) -> Node:
+        tok = self.peek()
+        if tok.kind == "NOT":
+            self.take()
+            self.expect_term_after(tok)
+            with self.nested(tok):
+                return Not(self.unary())
+        if tok.kind in ("MINUS", "PLUS"):
+            self.take()
+            nxt = self.peek()
+            if nxt.kind not in ("WORD", "PHRASE", "LPAREN"):
+                raise self.error(
+                    f"expected a word, phrase or '(' right after {tok.text!r}", nxt.pos
+                )
+            atom = self.atom()
+            return Not(atom) if tok.kind == "MINUS" else atom
+        return self.atom()
+
+    def atom(self) -> Node:
+        tok = self.take()
+        if tok.kind in ("WORD", "PHRASE"):
+            self.terms += len(tok.words)
+            if self.terms > MAX_TERMS:
+                raise self.error(f"too many words (more than {MAX_TERMS})", tok.pos)
+            return _word_node(tok.words)
+        if tok.kind == "LPAREN":
+            if self.peek().kind == "RPAREN":
+                raise self.error("empty parentheses", tok.pos)
+            with self.nested(tok):
+                inner = self.sequence()
+            if self.peek().kind != "RPAREN":
+                raise self.error("missing ')' to close this '('", tok.pos)
+            self.take()
+            return inner
+        if tok.kind == "RPAREN":
+            raise self.error("unmatched ')'", tok.pos)
+        if tok.kind in ("AND", "OR"):
+            raise self.error(f"{tok.text!r} needs a word, phrase or '(' before it", tok.pos)
+        raise self.error("expected a word, phrase or '('", tok.pos)
+
+    def nested(self, tok: _Tok) -> _Depth:
+        return _Depth(self, tok)
+
+
+class _Depth:
+    def __init__(self, parser: _Parser, tok: _Tok) -> None:
+        self.parser = parser
+        self.tok = tok
+
+    def __enter__(self) -> None:
+        self.parser.depth += 1
+        if self.parser.depth > MAX_DEPTH:
+            raise self.parser.error(f"nested more than {MAX_DEPTH} levels deep", self.tok.pos)
+
+    def __exit__(self, *exc: object) -> None:
+        self.parser.depth -= 1
+
+
+# --- public API ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A parsed query: its source text, tree, and what the presearcher may index it by."""
+
+    text: str
+    root: Node
+    clauses: tuple[frozenset[str], ...]
+
+    def matches(self, doc: Document) -> bool:
+        return self.root.matches(doc)
+
+    def matches_text(self, title: str, body: str = "") -> bool:
+        """Convenience for one-off checks; hot paths build the :class:`Document` once."""
+        return self.root.matches(Document.from_text(title, body))
+
+    def canonical(self) -> str:
+        """The query as it was understood: explicit operators, parentheses where they apply."""
+        return render(self.root)
+
+    def __str__(self) -> str:
+        return self.canonical()
+
+
+def parse(text: str) -> Query:
+    """Parse a query, or raise :class:`QueryError` pointing at the problem."""
+    if len(text) > MAX_QUERY_LENGTH:
+        raise QueryError(
+            f"query is longer than {MAX_QUERY_LENGTH} characters", text, MAX_QUERY_LENGTH
+        )
+    if not text.strip():
+        raise QueryError("empty query", text, 0)
+    root = _Parser(text).parse()
+    return Query(text=text, root=root, clauses=tuple(required_clauses(root)))

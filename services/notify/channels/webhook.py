@@ -1,0 +1,134 @@
+"""Webhook channel: one signed JSON POST per notification, classified for the retry step.
+
+* 2xx: delivered. Redirects are not followed (a redirect could point anywhere, including at
+  the addresses the SSRF check refused), so 3xx is a permanent failure that names the target.
+* Timeouts, connection errors, 5xx, 408 and 429: retryable; ``Retry-After`` (seconds or an
+  HTTP-date) is passed on so the retry step can honour it.
+* 410 Gone: the receiver says this endpoint is gone for good; the worker disables it.
+* Any other 4xx: permanent (the receiver refuses this message; retrying will not change that).
+
+The host is resolved and checked on every send (``ssrf.py``) and the request goes to the
+checked address. Request bodies are bounded (``max_body_bytes``) and at most a short prefix of
+the response is read, so a hostile receiver cannot make us hold megabytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+
+import httpx
+
+from services.notify.channels.base import DeliveryOutcome, Destination, Notification
+from services.notify.retry import parse_retry_after
+from services.notify.signing import WebhookSecretError, signature_headers
+from services.notify.ssrf import ResolutionError, Resolver, UnsafeURLError, check_webhook_url
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+RESPONSE_SNIPPET_BYTES = 512
+USER_AGENT = "topicwatch-notify/0.1 (+https://www.standardwebhooks.com)"
+RETRYABLE_4XX = frozenset({408, 425, 429})
+
+
+def classify_response(
+    status_code: int, retry_after_header: str | None, snippet: str = ""
+) -> DeliveryOutcome:
+    """The outcome of an HTTP answer; pure, so the rules above are tested on their own."""
+    detail = f"HTTP {status_code}" + (f": {snippet}" if snippet else "")
+    if 200 <= status_code < 300:
+        return DeliveryOutcome.delivered(f"HTTP {status_code}", status_code)
+    if status_code == 410:
+        return DeliveryOutcome.gone(detail, status_code)
+    if status_code in RETRYABLE_4XX or status_code >= 500:
+        return DeliveryOutcome.retryable(detail, parse_retry_after(retry_after_header), status_code)
+    if 300 <= status_code < 400:
+        return DeliveryOutcome.permanent(f"{detail} (redirects are not followed)", status_code)
+    return DeliveryOutcome.permanent(detail, status_code)
+
+
+class WebhookChannel:
+    """Sends notifications as Standard Webhooks requests with httpx."""
+
+    kind = "webhook"
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 10.0,
+        allow_private: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        resolver: Resolver | None = None,
+        client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.timeout = timeout
+        self.allow_private = allow_private
+        self.max_body_bytes = max_body_bytes
+        self.resolver = resolver
+        self.clock = clock
+        self._own_client = client is None
+        # trust_env=False: an HTTP(S)_PROXY from the environment would connect on our behalf
+        # to whatever the name resolves to there, defeating the address pinning.
+        self.client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            trust_env=False,
+            headers={"user-agent": USER_AGENT},
+        )
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self.client.aclose()
+
+    def encode(self, notification: Notification) -> bytes:
+        return json.dumps(notification.payload(), separators=(",", ":"), ensure_ascii=False).encode(
+            "utf-8"
+        )
+
+    async def send(self, notification: Notification, destination: Destination) -> DeliveryOutcome:
+        body = self.encode(notification)
+        if len(body) > self.max_body_bytes:
+            return DeliveryOutcome.permanent(
+                f"payload of {len(body)} bytes exceeds the {self.max_body_bytes}-byte limit"
+            )
+        try:
+            target = await check_webhook_url(
+                destination.address, allow_private=self.allow_private, resolver=self.resolver
+            )
+        except UnsafeURLError as exc:
+            return DeliveryOutcome.permanent(f"refused URL: {exc.reason}")
+        except ResolutionError as exc:
+            return DeliveryOutcome.retryable(f"DNS: {exc}")
+        try:
+            signed = signature_headers(
+                notification.id, body, destination.secrets, int(self.clock())
+            )
+        except WebhookSecretError as exc:
+            return DeliveryOutcome.permanent(f"cannot sign: {exc}")
+        url, pin_headers, extensions = target.pinned()
+        headers = {"content-type": "application/json", **signed, **pin_headers}
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self.client.stream(
+                    "POST", url, content=body, headers=headers, extensions=extensions
+                ) as response:
+                    snippet = await _read_prefix(response, RESPONSE_SNIPPET_BYTES)
+                    retry_after = response.headers.get("retry-after")
+                    status = response.status_code
+        except (TimeoutError, httpx.TimeoutException):
+            return DeliveryOutcome.retryable(f"timeout after {self.timeout:g} s")
+        except httpx.TransportError as exc:
+            return DeliveryOutcome.retryable(f"connection error: {type(exc).__name__}: {exc}")
+        return classify_response(status, retry_after, snippet)
+
+
+async def _read_prefix(response: httpx.Response, limit: int) -> str:
+    """At most ``limit`` bytes of the body, for the attempt log; the rest is never read."""
+    data = b""
+    async for chunk in response.aiter_raw():
+        data += chunk
+        if len(data) >= limit:
+            break
+    return " ".join(data[:limit].decode("utf-8", "replace").split())

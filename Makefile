@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make up` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: up test install lint prometheus bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start Redis (embedded, unless TOPICWATCH_REDIS_URL is set) and the three services.
+up: install
+	$(BIN)/topicwatch up
+
+## Install everything, then run the whole test suite against real servers.
+test: install prometheus
+	$(BIN)/python -m pytest
+
+## The metrics tests scrape the services with a real Prometheus server.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  echo "installing prometheus (Debian package) for the metrics tests"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	}
+
+lint: install
+	$(BIN)/ruff check services tests
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/topicwatch bench classify
+	$(BIN)/topicwatch bench percolate
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

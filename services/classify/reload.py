@@ -19,7 +19,7 @@ from services.classify.classifier import Classifier, load_classifier
 log = logging.getLogger(__name__)
 
 
-def _snapshot(path: Path | None) -> dict[str, float]:
+def _snapshot(path: Path | None) -> dict[str, int]:
     """Modification times of every file that makes up the taxonomy at ``path``."""
     if path is None:
         return {}
@@ -67,7 +67,7 @@ class ClassifierHolder:
 
     @property
     def topic_ids(self) -> frozenset[str]:
-        return frozenset(t["id"] for t in self.current.topics_summary())
+        return frozenset(str(t["id"]) for t in self.current.topics_summary())
 
     def reload(self) -> bool:
         """Try to load the taxonomy again; keep the current one if the files are invalid."""

@@ -85,7 +85,7 @@ class _TooLarge(Exception):
 
 
 def add_request_limits(app: FastAPI, settings: Settings, limit: int | None = None) -> None:
-    app.add_middleware(BodyLimitMiddleware, limit=limit or SMALL_BODY_LIMIT)  # type: ignore[arg-type]
+    app.add_middleware(BodyLimitMiddleware, limit=limit or SMALL_BODY_LIMIT)
 
 
 def add_health_and_metrics(app: FastAPI, runtime: Runtime) -> None:

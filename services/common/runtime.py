@@ -196,7 +196,7 @@ class Runtime:
                 if lag is None:  # Redis < 7: count what lies after last-delivered-id
                     last = _s(group.get("last-delivered-id")) or "0-0"
                     after = await self.redis.xrange(consumer.stream, f"({last}", "+", count=10_000)
-                    lag = len(after)
+                    lag = len(after or [])
                 self.stream_lag.labels(consumer.stream, name).set(int(lag))
 
 

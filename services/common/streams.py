@@ -7,6 +7,7 @@ as the message body, and producers outside topicwatch can write it with a bare `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -61,6 +62,6 @@ GROUP_CLASSIFY = "classify"
 GROUP_NOTIFY = "notify"
 
 
-def encode(event: BaseModel) -> dict[str, str]:
+def encode(event: BaseModel) -> dict[Any, Any]:
     """The XADD field map for an event."""
     return {DATA_FIELD: event.model_dump_json()}

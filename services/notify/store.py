@@ -61,12 +61,12 @@ class SubscriptionStore:
         """One page in creation order, and the total count."""
         ids = await self.client.zrange(self.index_key, offset, offset + limit - 1)
         total = await self.client.zcard(self.index_key)
-        docs = await self._many([i.decode() if isinstance(i, bytes) else i for i in ids])
+        docs = await self._many([_text(i) for i in ids])
         return docs, int(total)
 
     async def all(self) -> list[dict[str, Any]]:
         ids = await self.client.zrange(self.index_key, 0, -1)
-        return await self._many([i.decode() if isinstance(i, bytes) else i for i in ids])
+        return await self._many([_text(i) for i in ids])
 
     async def version(self) -> int:
         raw = await self.client.get(self.version_key)
@@ -77,6 +77,10 @@ class SubscriptionStore:
             return []
         raws = await self.client.mget([self._key(i) for i in ids])
         return [json.loads(raw) for raw in raws if raw]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _score(created: str) -> float:

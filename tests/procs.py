@@ -72,9 +72,7 @@ class ServiceProcess:
 def start_stack(
     env: dict[str, str], log_dir: Path, services: tuple[str, ...] = ("ingest", "classify", "notify")
 ) -> dict[str, ServiceProcess]:
-    procs = {
-        name: ServiceProcess(name, env, log_dir / f"{name}.log").start() for name in services
-    }
+    procs = {name: ServiceProcess(name, env, log_dir / f"{name}.log").start() for name in services}
     try:
         for proc in procs.values():
             proc.wait_healthy()

@@ -1,4 +1,4 @@
-"""The reliable consumer against a real Redis: groups from 0, ack-after-done, reclaim, dead letters."""
+"""The reliable consumer on a real Redis: groups from 0, ack-after-done, reclaim, dead letters."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ STREAM = "t:in"
 DEAD = "t:dead"
 
 
-async def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_until(predicate, limit: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + limit
     while not await predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)

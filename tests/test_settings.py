@@ -1,0 +1,86 @@
+"""Configuration: read once from TOPICWATCH_*, bad values stop the process naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from services.common.models import alert_id_for, article_id_for, content_hash_for
+from services.common.settings import (
+    STANDARD_WEBHOOKS_SCHEDULE,
+    Settings,
+    SettingsError,
+    load_settings,
+)
+from tests.procs import ROOT
+
+
+def test_defaults_match_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("TOPICWATCH_"):
+            monkeypatch.delenv(key)
+    settings = load_settings()
+    assert settings.redis_url is None
+    assert (settings.ingest_port, settings.classify_port, settings.notify_port) == (
+        8001,
+        8002,
+        8003,
+    )
+    assert str(settings.data_dir) == ".topicwatch"
+    assert settings.api_keys == []
+    assert settings.allow_private_webhooks is False
+    assert tuple(settings.webhook_retry_schedule) == STANDARD_WEBHOOKS_SCHEDULE
+
+
+def test_comma_separated_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOPICWATCH_API_KEYS", " k1, k2 ,")
+    monkeypatch.setenv("TOPICWATCH_WEBHOOK_RETRY_SCHEDULE", "0,1.5,30")
+    settings = load_settings()
+    assert settings.api_key_values() == {"k1", "k2"}
+    assert settings.webhook_retry_schedule == [0, 1.5, 30]
+    assert "k1" not in repr(settings)  # secrets stay out of logs
+
+
+def test_bad_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TOPICWATCH_NOTIFY_PORT", "eighty")
+    with pytest.raises(SettingsError):
+        load_settings()
+    assert "TOPICWATCH_NOTIFY_PORT='eighty'" in capsys.readouterr().err
+
+
+def test_service_refuses_to_start_with_a_bad_value() -> None:
+    env = {
+        **os.environ,
+        "TOPICWATCH_REDIS_URL": "redis://127.0.0.1:1/0",
+        "TOPICWATCH_ALLOW_PRIVATE_WEBHOOKS": "perhaps",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "serve", "notify"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "TOPICWATCH_ALLOW_PRIVATE_WEBHOOKS" in result.stderr
+
+
+def test_ids_are_deterministic() -> None:
+    h = content_hash_for("Title", "Body  text")
+    assert h == content_hash_for("title", "body text")  # case and whitespace folded
+    assert article_id_for("https://x.org/a", h) == article_id_for("https://x.org/a", "other")
+    assert article_id_for(None, h) != article_id_for("https://x.org/a", h)
+    assert alert_id_for("sub_1", "art_1") == alert_id_for("sub_1", "art_1")
+    assert alert_id_for("sub_1", "art_1") != alert_id_for("sub_2", "art_1")
+
+
+def test_settings_object_is_immutable() -> None:
+    settings = Settings()
+    with pytest.raises(Exception):
+        settings.ingest_port = 1  # type: ignore[misc]

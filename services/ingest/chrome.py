@@ -45,7 +45,7 @@ _CHROME_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         "advert",
         re.compile(
             r"^(?:advertisement|advertising|advert|sponsored(?:\s+content)?|promoted(?:\s+content)?"
-            r"|paid\s+(?:content|post)|partner\s+content|ad)\s*(?:$|[:\-\u2013\u2014|]\s*)",
+            r"|paid\s+(?:content|post)|partner\s+content|ad)\s*(?:$|[:\-\u2013\u2014|\u00b7\u2022]\s*)",
             _I,
         ),
     ),
@@ -103,7 +103,7 @@ _CHROME_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"|\d+\s+min(?:ute)?s?\s+read|reading\s+time\b.*|(?:tags|topics|filed\s+under"
             r"|categories)\s*:.*|we\s+use\s+cookies\b.*|(?:accept|manage)\s+(?:all\s+)?cookies"
             r"|(?:this\s+)?(?:article|story)\s+continues\s+below.*|continue\s+reading.*"
-            r"|download\s+(?:our|the)\s+app\b.*)$",
+            r"|download\s+(?:our|the)\s+app\b.*|leave\s+a\s+(?:comment|reply)|\d+\s+comments?)$",
             _I,
         ),
     ),
@@ -116,10 +116,10 @@ _CHROME_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
 )
 
-_NAV_SEPARATOR = re.compile(r"\s+[|\u2022\u00b7]\s+")
+_NAV_SEPARATOR = re.compile(r"\s+[|\u2022\u00b7\u00bb\u203a>/]\s+")
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
 _BYLINE = re.compile(
-    r"^by\s+(?P<author>[A-Z][\w.'\-]*(?:\s+[A-Z][\w.'\-]*){0,3}"
+    r"^[Bb][Yy]:?\s+(?P<author>[A-Z][\w.'\-]*(?:\s+[A-Z][\w.'\-]*){0,3}"
     r"(?:\s*(?:,|and|&)\s*[A-Z][\w.'\-]*(?:\s+[A-Z][\w.'\-]*){0,3})*)"
     r"\s*(?:$|[|\u2022,;\-\u2013\u2014]\s*.{0,60}$)"
 )
@@ -217,12 +217,10 @@ def chrome_kind(line: str) -> str | None:
     text = line.strip()
     if not text or _words(text) > MAX_CHROME_WORDS:
         return None
-    if _is_nav_bar(text):
-        return "navigation"
     for kind, pattern in _CHROME_PATTERNS:
         if pattern.search(text):
             return kind
-    return None
+    return "navigation" if _is_nav_bar(text) else None
 
 
 def _is_prose(paragraph: str) -> bool:

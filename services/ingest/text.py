@@ -47,12 +47,14 @@ def clean_text(text: str) -> str:
     lines stripped; at most one blank line between paragraphs.  Lone surrogates (from input
     decoded with ``surrogateescape``) become U+FFFD so the result always encodes as UTF-8.
     """
+    # Removals first, NFKC after: removing a character between a letter and a combining mark
+    # after composing would leave text that a second pass composes differently.
     text = _SURROGATES.sub("\ufffd", text)
     text = _LINE_BREAKS.sub("\n", text)
-    text = unicodedata.normalize("NFKC", text)
-    text = text.translate(_QUOTES)
     text = _INVISIBLE.sub("", text)
     text = _CONTROLS.sub("", text.replace("\t", " "))
+    text = unicodedata.normalize("NFKC", text)
+    text = text.translate(_QUOTES)
     text = _HSPACE.sub(" ", text)
     text = "\n".join(line.strip() for line in text.split("\n"))
     return _MANY_NEWLINES.sub("\n\n", text).strip()

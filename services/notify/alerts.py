@@ -2,14 +2,20 @@
 
 The alert id is a hash of (subscription id, article id), and creation is ``SET NX`` on the
 alert's key together with every write that follows from it — the ``alerts`` stream entry, the
-subscription's history stream, and the subscription's delivery queue — in one Lua script.
-Redelivered stream entries, an article published twice, or a crash between steps can
-therefore never produce a second alert or an alert that is recorded but never delivered.
+subscription's history stream, the alert's position in that history, and the subscription's
+delivery queue — in one Lua script. Redelivered stream entries, an article published twice,
+or a crash between steps can therefore never produce a second alert, nor an alert that is
+recorded but never queued for delivery.
+
+Queue members are ``"<alert id> <enqueued unix time>"``: the delivery plan (digests, rate
+limits, mutes) needs to know when each alert joined the queue, on the worker's clock.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 
@@ -18,13 +24,18 @@ from services.common.streams import DATA_FIELD, StreamNames
 
 #: How long an alert id is remembered (and its record kept) for exactly-once.
 ALERT_TTL_SECONDS = 90 * 24 * 3600
+#: Entries kept in each subscription's history stream (approximate trim: cheap in Redis).
+HISTORY_MAXLEN = 10_000
 
 _CREATE = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[6]) then return 0 end
 redis.call('XADD', KEYS[2], '*', ARGV[3], ARGV[1])
-redis.call('XADD', KEYS[5], '*', ARGV[3], ARGV[1])
-redis.call('RPUSH', KEYS[3], ARGV[5])
-redis.call('ZADD', KEYS[4], 'NX', ARGV[2], ARGV[4])
+local pos = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', ARGV[3], ARGV[1])
+redis.call('SET', KEYS[6], pos, 'EX', ARGV[6])
+if ARGV[8] == '1' then
+  redis.call('RPUSH', KEYS[3], ARGV[5])
+  redis.call('ZADD', KEYS[4], 'NX', ARGV[2], ARGV[4])
+end
 return 1
 """
 
@@ -39,15 +50,50 @@ class AlertKeys:
     def alert(self, alert_id: str) -> str:
         return self.names.key("alert", alert_id)
 
+    def position(self, alert_id: str) -> str:
+        """The alert's entry id in its subscription's history stream (for Last-Event-ID)."""
+        return self.names.key("alert", alert_id, "pos")
+
     def attempts(self, alert_id: str) -> str:
+        """Attempt log of a notification (an alert id or a digest id)."""
         return self.names.key("alert", alert_id, "attempts")
+
+    def dead_entry(self, alert_id: str) -> str:
+        """Entry id of the alert's record in ``alerts:dead`` (removed when it is replayed)."""
+        return self.names.key("alert", alert_id, "dead")
 
     def queue(self, subscription_id: str) -> str:
         return self.names.key("queue", subscription_id)
 
+    def inflight(self, subscription_id: str) -> str:
+        """The notification being attempted for a subscription: fixed until it succeeds or dies."""
+        return self.names.key("inflight", subscription_id)
+
+    def sent(self, subscription_id: str, window_start: int) -> str:
+        """Alerts sent immediately in one rate-limit window."""
+        return self.names.key("ratelimit", subscription_id, str(window_start))
+
     def history(self, subscription_id: str) -> str:
         """The subscription's own alert stream: history and the source of its live stream."""
         return self.names.key("subscription", subscription_id, "alerts")
+
+
+def queue_member(alert_id: str, enqueued_at: float) -> str:
+    return f"{alert_id} {enqueued_at:.6f}"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    member: str
+    alert_id: str
+    enqueued_at: datetime
+
+    @classmethod
+    def parse(cls, raw: bytes | str) -> QueueItem:
+        member = raw.decode() if isinstance(raw, bytes) else raw
+        alert_id, _, ts = member.partition(" ")
+        when = datetime.fromtimestamp(float(ts), UTC) if ts else datetime.now(UTC)
+        return cls(member, alert_id, when)
 
 
 class AlertWriter:
@@ -57,8 +103,12 @@ class AlertWriter:
         self.keys = AlertKeys(names)
         self._create = client.register_script(_CREATE)
 
-    async def create(self, alert: Alert, *, now: float | None = None) -> bool:
-        """Record and queue ``alert``; False when it already existed (nothing is written)."""
+    async def create(self, alert: Alert, *, now: float, deliver: bool = True) -> bool:
+        """Record and queue ``alert``; False when it already existed (nothing is written).
+
+        ``deliver=False`` records it for history and the live stream only (a subscription
+        with neither webhook nor e-mail).
+        """
         sid = alert.subscription_id
         created = await self._create(
             keys=[
@@ -67,14 +117,17 @@ class AlertWriter:
                 self.keys.queue(sid),
                 self.keys.due,
                 self.keys.history(sid),
+                self.keys.position(alert.id),
             ],
             args=[
                 alert.model_dump_json(),
-                time.time() if now is None else now,
+                now,
                 DATA_FIELD,
                 sid,
-                alert.id,
+                queue_member(alert.id, now),
                 ALERT_TTL_SECONDS,
+                HISTORY_MAXLEN,
+                "1" if deliver else "0",
             ],
         )
         return bool(created)
@@ -82,3 +135,9 @@ class AlertWriter:
     async def get(self, alert_id: str) -> Alert | None:
         raw = await self.client.get(self.keys.alert(alert_id))
         return Alert.model_validate_json(raw) if raw else None
+
+    async def get_many(self, alert_ids: Sequence[str]) -> list[Alert | None]:
+        if not alert_ids:
+            return []
+        raws = await self.client.mget([self.keys.alert(a) for a in alert_ids])
+        return [Alert.model_validate_json(raw) if raw else None for raw in raws]

@@ -1,92 +1,226 @@
-"""Notify's HTTP API: subscriptions and alert redelivery."""
+"""Notify's HTTP API: subscriptions (CRUD), alert history, live stream, redelivery.
+
+Authorisation:
+
+* Subscription CRUD, secret rotation and redelivery need an API key from
+  ``TOPICWATCH_API_KEYS`` (``Authorization: Bearer <key>``) when keys are configured.
+* A subscription's history and live stream need its own read token (``swr_...``, returned at
+  creation) or an API key, as a bearer token or ``?token=`` (browsers' ``EventSource`` cannot
+  send headers). The read token can be handed to a dashboard without giving it write access.
+
+Secrets (webhook secret, read token) are shown once, in the answer that creates them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import hmac
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common.http import require_api_key
-from services.common.models import utcnow
+from services.common.settings import Settings
+from services.common.streams import DATA_FIELD
+from services.notify.alerts import AlertKeys
 from services.notify.delivery import DeliveryWorker
 from services.notify.signing import generate_secret
 from services.notify.ssrf import ResolutionError, UnsafeURLError, check_webhook_url
-from services.notify.store import SubscriptionStore, new_subscription_id
+from services.notify.store import SubscriptionStore
+from services.notify.subscriptions import (
+    RetiringSecret,
+    Subscription,
+    SubscriptionCreate,
+    SubscriptionPatch,
+)
 
-SECRET_FIELDS = ("webhook_secret", "previous_secrets", "read_token")
-
-
-class SubscriptionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    name: str = Field(min_length=1, max_length=200)
-    topics: list[str] = Field(min_length=1, max_length=100)
-    webhook_url: str | None = Field(default=None, max_length=2048)
-    min_score: float = Field(default=0.0, ge=0.0, le=1.0)
+HIDDEN_FIELDS = ("webhook_secret", "read_token", "previous_webhook_secrets")
+MAX_HISTORY_PAGE = 1000
 
 
-def public_view(doc: dict[str, Any]) -> dict[str, Any]:
-    """A subscription as the API shows it: secrets are returned once, at creation, only."""
-    return {k: v for k, v in doc.items() if k not in SECRET_FIELDS}
+def public_view(subscription: Subscription) -> dict[str, Any]:
+    """A subscription as GET shows it: no secrets (they were shown once, at creation)."""
+    return subscription.model_dump(mode="json", exclude=set(HIDDEN_FIELDS))
+
+
+def _field_error(field: str, message: str, status: int = 422) -> HTTPException:
+    return HTTPException(status, detail=[{"field": field, "message": message}])
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.query_params.get("token")
+
+
+def parse_since(value: str) -> tuple[str | None, str | None]:
+    """``since`` as (alert id, None) or (None, stream id of a time), or raise ValueError.
+
+    Times: ISO 8601 with a zone, or Unix seconds / milliseconds.
+    """
+    text = value.strip()
+    if text.startswith(("alt_", "dig_")):
+        return text, None
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None:
+        ms = int(number if number > 10**11 else number * 1000)
+        return None, f"{ms}-0"
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError("a time needs a zone, e.g. 2026-01-01T12:00:00Z")
+    return None, f"{int(moment.timestamp() * 1000)}-0"
+
+
+class History:
+    """Reads a subscription's history stream (the source of both history and live stream)."""
+
+    def __init__(self, client: aioredis.Redis, keys: AlertKeys) -> None:
+        self.client = client
+        self.keys = keys
+
+    async def start_after(self, sid: str, since: str | None) -> str:
+        """The stream id to read *after*: since's alert or time, else the newest entry."""
+        if since is None:
+            newest = await self.client.xrevrange(self.keys.history(sid), "+", "-", count=1)
+            return _text(newest[0][0]) if newest else "0-0"
+        alert_id, stream_id = parse_since(since)
+        if alert_id is not None:
+            pos = await self.client.get(self.keys.position(alert_id))
+            # Unknown or trimmed: replay what is kept rather than silently skip alerts.
+            return _text(pos) if pos else "0-0"
+        assert stream_id is not None
+        ms = int(stream_id.split("-")[0])
+        return f"{ms - 1}-18446744073709551615" if ms > 0 else "0-0"
+
+    async def read_after(
+        self, sid: str, after: str, count: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        entries = await self.client.xrange(self.keys.history(sid), f"({after}", "+", count=count)
+        return [(_text(i), _decode(f)) for i, f in entries or []]
+
+    async def latest(self, sid: str, count: int) -> list[tuple[str, dict[str, Any]]]:
+        entries = await self.client.xrevrange(self.keys.history(sid), "+", "-", count=count)
+        return [(_text(i), _decode(f)) for i, f in reversed(entries or [])]
+
+
+def _decode(fields: Any) -> dict[str, Any]:
+    fields = fields or {}
+    raw = fields.get(DATA_FIELD.encode()) or fields.get(DATA_FIELD) or b"{}"
+    data: dict[str, Any] = json.loads(raw)
+    return data
 
 
 def build_router(
-    store: SubscriptionStore, worker: DeliveryWorker, *, allow_private: bool
+    settings: Settings,
+    store: SubscriptionStore,
+    worker: DeliveryWorker,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    sse_ping_seconds: float = 15.0,
 ) -> APIRouter:
     router = APIRouter(prefix="/v1")
+    history = History(worker.client, worker.keys)
+    now = clock or (lambda: datetime.now(UTC))
+    allow_private = settings.allow_private_webhooks
 
-    @router.post(
-        "/subscriptions",
-        status_code=201,
-        tags=["subscriptions"],
-        dependencies=[Depends(require_api_key)],
-    )
-    async def create(body: SubscriptionCreate) -> dict[str, Any]:
-        """Subscribe; the answer carries the webhook secret, shown this one time."""
-        if body.webhook_url:
-            try:
-                await check_webhook_url(body.webhook_url, allow_private=allow_private)
-            except UnsafeURLError as exc:
-                raise HTTPException(
-                    422, detail=[{"field": "webhook_url", "message": exc.reason}]
-                ) from None
-            except ResolutionError as exc:
-                raise HTTPException(
-                    422, detail=[{"field": "webhook_url", "message": str(exc)}]
-                ) from None
-        now = utcnow().isoformat()
-        doc = {
-            "id": new_subscription_id(),
-            **body.model_dump(),
-            "webhook_secret": generate_secret(),
-            "created_at": now,
-            "updated_at": now,
-            "disabled": False,
-        }
-        await store.put(doc)
-        return {**public_view(doc), "webhook_secret": doc["webhook_secret"]}
+    async def check_url(url: str | None) -> None:
+        if not url:
+            return
+        try:
+            await check_webhook_url(url, allow_private=allow_private)
+        except UnsafeURLError as exc:
+            raise _field_error("webhook_url", exc.reason) from None
+        except ResolutionError as exc:
+            raise _field_error("webhook_url", str(exc)) from None
 
-    @router.get("/subscriptions/{subscription_id}", tags=["subscriptions"])
-    async def get(subscription_id: str) -> dict[str, Any]:
-        doc = await store.get(subscription_id)
-        if doc is None:
+    def check_one_channel(subscription: Subscription) -> None:
+        if subscription.webhook_url and subscription.email:
+            raise _field_error("email", "give webhook_url or email, not both")
+
+    async def get_or_404(subscription_id: str) -> Subscription:
+        subscription = await store.get(subscription_id)
+        if subscription is None:
             raise HTTPException(404, detail=f"no subscription {subscription_id}")
-        return public_view(doc)
+        return subscription
 
-    @router.get("/subscriptions", tags=["subscriptions"])
+    async def reader(subscription_id: str, request: Request) -> Subscription:
+        """The subscription, if the caller holds its read token or an API key."""
+        subscription = await get_or_404(subscription_id)
+        token = _bearer(request)
+        if token:
+            if hmac.compare_digest(token.encode(), subscription.read_token.encode()):
+                return subscription
+            for key in settings.api_key_values():
+                if hmac.compare_digest(token.encode(), key.encode()):
+                    return subscription
+        raise HTTPException(
+            401,
+            detail="send the subscription's read token (or an API key) as "
+            "'Authorization: Bearer <token>' or ?token=",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    api_key = [Depends(require_api_key)]
+
+    @router.post("/subscriptions", status_code=201, tags=["subscriptions"], dependencies=api_key)
+    async def create(body: SubscriptionCreate) -> dict[str, Any]:
+        """Subscribe. The answer carries the webhook secret and read token, shown this once."""
+        await check_url(body.webhook_url)
+        subscription = Subscription.create(body, now=now())
+        check_one_channel(subscription)
+        await store.put(subscription)
+        return subscription.public()
+
+    @router.get("/subscriptions", tags=["subscriptions"], dependencies=api_key)
     async def list_(
         offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)
     ) -> dict[str, Any]:
-        docs, total = await store.page(offset, limit)
-        return {"subscriptions": [public_view(d) for d in docs], "total": total,
-                "offset": offset, "limit": limit}
+        subscriptions, total = await store.page(offset, limit)
+        return {
+            "subscriptions": [public_view(s) for s in subscriptions],
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+        }
+
+    @router.get("/subscriptions/{subscription_id}", tags=["subscriptions"], dependencies=api_key)
+    async def get(subscription_id: str) -> dict[str, Any]:
+        return public_view(await get_or_404(subscription_id))
+
+    @router.patch("/subscriptions/{subscription_id}", tags=["subscriptions"], dependencies=api_key)
+    async def patch(subscription_id: str, body: SubscriptionPatch) -> dict[str, Any]:
+        """Change only the fields sent (``null`` clears); the result is validated as a whole."""
+        current = await get_or_404(subscription_id)
+        if "webhook_url" in body.model_fields_set:
+            await check_url(body.webhook_url)
+        try:
+            changed = current.apply(body, now=now())
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise HTTPException(422, detail=str(exc)) from None
+        check_one_channel(changed)
+        await store.put(changed)
+        view = public_view(changed)
+        if changed.webhook_secret and not current.webhook_secret:
+            view["webhook_secret"] = changed.webhook_secret  # a new secret is shown once
+        return view
 
     @router.delete(
         "/subscriptions/{subscription_id}",
         status_code=204,
         tags=["subscriptions"],
-        dependencies=[Depends(require_api_key)],
+        dependencies=api_key,
     )
     async def delete(subscription_id: str) -> Response:
         if not await store.delete(subscription_id):
@@ -94,12 +228,119 @@ def build_router(
         return Response(status_code=204)
 
     @router.post(
-        "/alerts/{alert_id}/redeliver",
-        status_code=202,
-        tags=["alerts"],
-        dependencies=[Depends(require_api_key)],
+        "/subscriptions/{subscription_id}/rotate-secret",
+        tags=["subscriptions"],
+        dependencies=api_key,
+    )
+    async def rotate(
+        subscription_id: str, grace_hours: float = Query(24.0, ge=0, le=24 * 30)
+    ) -> dict[str, Any]:
+        """New webhook secret; the old one keeps signing (a second signature) for the grace."""
+        current = await get_or_404(subscription_id)
+        if not current.webhook_url or not current.webhook_secret:
+            raise _field_error("webhook_url", "the subscription has no webhook", 409)
+        moment = now()
+        keep = [s for s in current.previous_webhook_secrets if s.expires_at > moment]
+        if grace_hours > 0:
+            expires = moment + timedelta(hours=grace_hours)
+            keep.append(RetiringSecret(secret=current.webhook_secret, expires_at=expires))
+        secret = generate_secret()
+        changed = current.model_copy(
+            update={
+                "webhook_secret": secret,
+                "previous_webhook_secrets": keep,
+                "updated_at": moment,
+            }
+        )
+        await store.put(changed)
+        return {
+            "id": subscription_id,
+            "webhook_secret": secret,
+            "previous_secrets_valid_until": [s.expires_at.isoformat() for s in keep],
+        }
+
+    @router.get("/subscriptions/{subscription_id}/alerts", tags=["alerts"])
+    async def alerts(
+        subscription: Annotated[Subscription, Depends(reader)],
+        since: str | None = Query(None, description="An alert id, or a time (ISO 8601 / Unix)"),
+        limit: int = Query(100, ge=1, le=MAX_HISTORY_PAGE),
+    ) -> dict[str, Any]:
+        """Alert history, oldest first: after ``since``, or the latest ``limit`` without it."""
+        sid = subscription.id
+        if since is None:
+            entries = await history.latest(sid, limit)
+        else:
+            try:
+                after = await history.start_after(sid, since)
+            except ValueError as exc:
+                raise _field_error("since", str(exc)) from None
+            entries = await history.read_after(sid, after, limit)
+        items = [data for _, data in entries]
+        return {
+            "subscription_id": sid,
+            "alerts": items,
+            "next_since": items[-1]["id"] if items else since,
+        }
+
+    @router.get("/subscriptions/{subscription_id}/stream", tags=["alerts"])
+    async def stream(
+        request: Request,
+        subscription: Annotated[Subscription, Depends(reader)],
+        since: str | None = Query(None),
+        last_event_id: str | None = Header(None),
+    ) -> EventSourceResponse:
+        """Server-Sent Events, one ``alert`` event per alert, its id the alert id.
+
+        ``Last-Event-ID`` (sent by EventSource on reconnect) or ``?since=`` replays what was
+        missed from the history, then the stream goes live; comments keep proxies from
+        cutting an idle connection.
+        """
+        sid = subscription.id
+        resume = last_event_id or since
+        try:
+            after = await history.start_after(sid, resume)
+        except ValueError as exc:
+            raise _field_error("since", str(exc)) from None
+        key = worker.keys.history(sid)
+        block_ms = max(int(sse_ping_seconds * 1000), 10)
+
+        async def events() -> AsyncIterator[ServerSentEvent]:
+            cursor = after
+            while True:
+                if await request.is_disconnected():
+                    return
+                batch = cast(
+                    list[tuple[Any, list[tuple[Any, Any]]]],
+                    await worker.client.xread({key: cursor}, count=100, block=block_ms) or [],
+                )
+                for _stream, entries in batch:
+                    for entry_id, fields in entries:
+                        cursor = _text(entry_id)
+                        data = _decode(fields)
+                        yield ServerSentEvent(
+                            data=json.dumps(data), id=str(data.get("id", "")), event="alert"
+                        )
+
+        return EventSourceResponse(events(), ping=sse_ping_seconds)
+
+    @router.get("/alerts/{alert_id}", tags=["alerts"], dependencies=api_key)
+    async def alert(alert_id: str) -> dict[str, Any]:
+        """An alert with its delivery attempts (when it was sent alone) and dead-letter state."""
+        found = await worker._alert(alert_id)
+        if found is None:
+            raise HTTPException(404, detail=f"no alert {alert_id}")
+        dead = await worker.client.get(worker.keys.dead_entry(alert_id))
+        return {
+            "alert": found.model_dump(mode="json"),
+            "attempts": await worker.attempts(alert_id),
+            "dead_letter_entry": _text(dead) if dead else None,
+        }
+
+    @router.post(
+        "/alerts/{alert_id}/redeliver", status_code=202, tags=["alerts"], dependencies=api_key
     )
     async def redeliver(alert_id: str) -> dict[str, Any]:
+        """Queue an alert again (e.g. after a dead letter), with a fresh retry budget."""
         if not await worker.redeliver(alert_id):
             raise HTTPException(404, detail=f"no alert {alert_id}")
         return {"id": alert_id, "status": "queued"}

@@ -1,10 +1,19 @@
-"""The notify service: ``articles:classified`` -> alerts -> delivery."""
+"""The notify service: ``articles:classified`` -> alerts -> delivery.
+
+For each classified article the percolator finds the subscriptions it matches (indexed by
+topic and query terms, so only candidates are checked), and each gets exactly one alert
+(``alerts.py``: deterministic id, atomic ``SET NX`` + queue). The delivery worker
+(``delivery.py``) then sends it on the subscription's channel, with digests, rate limits,
+mutes, retries and dead letters. The stream entry is acknowledged only after every alert of
+the article is written, so a crash in between just replays the entry, and replays create
+nothing twice.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from fastapi import FastAPI
 from prometheus_client import Counter
@@ -24,49 +33,45 @@ from services.common.settings import Settings
 from services.common.streams import GROUP_NOTIFY
 from services.notify.alerts import AlertWriter
 from services.notify.api import build_router
+from services.notify.channels.base import Channel
+from services.notify.channels.email import EmailChannel
 from services.notify.channels.webhook import WebhookChannel
-from services.notify.delivery import DeliveryMetrics, DeliveryWorker
+from services.notify.delivery import DeliveryMetrics, DeliveryWorker, destination_of
+from services.notify.percolator import Percolator
 from services.notify.retry import RetryPolicy
+from services.notify.schedule import system_clock
 from services.notify.store import SubscriptionStore
+from services.notify.subscriptions import Subscription
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = "Matches classified articles against subscriptions and delivers alerts."
 
 
-class SubscriptionCache:
-    """Subscriptions in memory, reloaded when the store's version counter moves."""
+class SubscriptionIndex:
+    """The percolator over every stored subscription, rebuilt when the store's version moves.
 
-    def __init__(self, store: SubscriptionStore) -> None:
+    One cheap ``GET`` per batch tells whether any process changed a subscription.
+    """
+
+    def __init__(self, store: SubscriptionStore, percolator: Percolator) -> None:
         self.store = store
+        self.percolator = percolator
         self.version = -1
-        self.items: list[dict[str, Any]] = []
 
-    async def current(self) -> list[dict[str, Any]]:
+    async def current(self) -> Percolator:
         version = await self.store.version()
         if version != self.version:
-            self.items = await self.store.all()
+            self.percolator.rebuild(await self.store.all())
             self.version = version
-        return self.items
+        return self.percolator
 
 
-def matching(
-    subscriptions: list[dict[str, Any]], article: ClassifiedArticle
-) -> list[dict[str, Any]]:
-    scores = {t.id: t.score for t in article.topics}
-    out = []
-    for sub in subscriptions:
-        wanted = [t for t in sub.get("topics", []) if t in scores]
-        if wanted and max(scores[t] for t in wanted) >= float(sub.get("min_score", 0.0)):
-            out.append(sub)
-    return out
-
-
-def build_alert(subscription_id: str, article: ClassifiedArticle) -> Alert:
+def build_alert(subscription: Subscription, article: ClassifiedArticle) -> Alert:
     a = article.article
     return Alert(
-        id=alert_id_for(subscription_id, a.id),
-        subscription_id=subscription_id,
+        id=alert_id_for(subscription.id, a.id),
+        subscription_id=subscription.id,
         article=AlertArticle(
             id=a.id, title=a.title, url=a.url, source=a.source, published_at=a.published_at
         ),
@@ -74,21 +79,34 @@ def build_alert(subscription_id: str, article: ClassifiedArticle) -> Alert:
     )
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = system_clock,
+    channels: dict[str, Channel] | None = None,
+    sse_ping_seconds: float = 15.0,
+) -> FastAPI:
+    """The notify app. ``clock`` and ``channels`` are for tests (a manual clock, a TLS
+    context for a test SMTP server); the defaults are what production runs."""
     runtime = Runtime(settings, "notify", description=DESCRIPTION)
     store = SubscriptionStore(runtime.redis, runtime.names)
-    cache = SubscriptionCache(store)
+    index = SubscriptionIndex(store, Percolator(runtime.registry))
     writer = AlertWriter(runtime.redis, runtime.names)
-    webhook = WebhookChannel(
-        timeout=settings.webhook_timeout, allow_private=settings.allow_private_webhooks
-    )
+    if channels is None:
+        channels = {
+            "webhook": WebhookChannel(
+                timeout=settings.webhook_timeout, allow_private=settings.allow_private_webhooks
+            ),
+            "email": EmailChannel.from_settings(settings),
+        }
     worker = DeliveryWorker(
         runtime.redis,
         runtime.names,
         store,
-        {"webhook": webhook},
+        channels,
         RetryPolicy.from_settings(settings),
         DeliveryMetrics(runtime.registry),
+        clock=clock,
     )
     alerts_total = Counter(
         "topicwatch_notify_alerts_total",
@@ -100,8 +118,9 @@ def create_app(settings: Settings) -> FastAPI:
         alerts_total.labels(outcome)
 
     async def handle_entries(entries: Sequence[Entry]) -> list[str]:
-        subscriptions = await cache.current()
+        percolator = await index.current()
         done = []
+        created_any = False
         for entry in entries:
             try:
                 article = ClassifiedArticle.model_validate_json(entry.data or b"")
@@ -110,16 +129,26 @@ def create_app(settings: Settings) -> FastAPI:
                 await consumer.dead_letter(entry, reason)
                 done.append(entry.id)
                 continue
-            for sub in matching(subscriptions, article):
-                created = await writer.create(build_alert(sub["id"], article))
+            for subscription in percolator.match(article):
+                created = await writer.create(
+                    build_alert(subscription, article),
+                    now=worker.now(),
+                    deliver=destination_of(subscription) is not None,
+                )
+                created_any = created_any or created
                 alerts_total.labels("new" if created else "duplicate").inc()
             done.append(entry.id)
+        if created_any:
+            worker.wake()
         return done
 
     consumer = runtime.consume(runtime.names.classified, GROUP_NOTIFY, handle_entries)
     runtime.run_in_background("delivery", worker.run)
-    runtime.on_shutdown(webhook.aclose)
+    for channel in channels.values():
+        runtime.on_shutdown(channel.aclose)
     runtime.http.include_router(
-        build_router(store, worker, allow_private=settings.allow_private_webhooks)
+        build_router(settings, store, worker, clock=clock, sse_ping_seconds=sse_ping_seconds)
     )
+    runtime.http.state.worker = worker
+    runtime.http.state.store = store
     return runtime.http

@@ -1,18 +1,29 @@
-"""The delivery worker: per-subscription ordered queues, retries, dead letters.
+"""The delivery worker: per-subscription ordered queues, plans, retries, dead letters.
 
-Each subscription has a FIFO queue of alert ids (``queue:{sid}``) and an entry in the ``due``
-sorted set saying when its head may next be attempted. The worker claims due subscriptions
+Each subscription has a FIFO queue of alerts (``queue:{sid}``) and an entry in the ``due``
+sorted set saying when it should next be looked at. The worker claims due subscriptions
 (moving their score forward by a lease, so a crashed worker's claim expires and another
-takes over), sends the head through the subscription's channel, and then:
+takes over) and drains each one:
 
-* delivered -> pop it and go on with the next one;
-* retryable -> schedule the subscription again after the retry policy's delay (or the
-  receiver's ``Retry-After``); later alerts wait behind it, so a subscriber gets alerts in
-  order once its endpoint is back;
-* permanent, or retries used up -> dead-letter it with every attempt's outcome, go on;
-* gone (HTTP 410) -> disable the subscription and dead-letter what is queued for it.
+1. If nothing is in flight, ask the pure planner (``schedule.plan``) what to do with the head
+   of the queue given the subscription's delivery settings and the clock: send one alert now,
+   send a digest of several, or wait (digest window, spent rate limit, mute) until a time,
+   which becomes the subscription's due score.
+2. The chosen notification is written to ``inflight:{sid}`` before the first attempt, so every
+   retry sends exactly the same message with the same ``webhook-id`` even if the worker
+   restarts or more alerts arrive meanwhile.
+3. Send it through the subscription's channel (webhook or e-mail; channels only send and
+   classify, see channels/base.py), append the outcome to the attempt log, then:
 
-The steps are shared by every channel; channels only send and classify (channels/base.py).
+   * delivered -> pop its alerts off the queue and go on with the next;
+   * retryable -> due again after the retry policy's delay (or the receiver's
+     ``Retry-After``); later alerts wait behind it, so a subscriber gets alerts in order once
+     its endpoint is back;
+   * permanent, or retries used up -> dead-letter each alert with every attempt's outcome;
+   * gone (HTTP 410) -> disable the subscription and dead-letter what is queued for it.
+
+Dead letters (``alerts:dead``) are replayed by ``POST /v1/alerts/{id}/redeliver`` or
+``topicwatch dead-letters replay``: the alert is queued again with a fresh retry budget.
 """
 
 from __future__ import annotations
@@ -20,8 +31,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from collections.abc import Callable, Mapping
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -29,7 +42,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from services.common.models import Alert, utcnow
 from services.common.streams import DATA_FIELD, StreamNames
-from services.notify.alerts import AlertKeys
+from services.notify.alerts import ALERT_TTL_SECONDS, AlertKeys, QueueItem, queue_member
 from services.notify.channels.base import (
     Channel,
     DeliveryOutcome,
@@ -38,7 +51,19 @@ from services.notify.channels.base import (
     OutcomeStatus,
 )
 from services.notify.retry import RetryPolicy
+from services.notify.schedule import (
+    MAX_DIGEST_ALERTS,
+    DeliveryPolicy,
+    Queued,
+    QuietHours,
+    RateLimit,
+    Silence,
+    plan,
+    system_clock,
+    window_bounds,
+)
 from services.notify.store import SubscriptionStore
+from services.notify.subscriptions import WEEKDAYS, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +73,14 @@ for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
 return ids
 """
 
-# Pop the head only if it is still the alert we handled (a replay may have changed the queue).
-_POP_HEAD = """
-if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) return 1 end
-return 0
+# Pop the notification's alerts off the head of the queue (they are always a prefix: new
+# alerts and replays are appended at the tail) and forget the in-flight record, atomically.
+_COMPLETE = """
+for i = 1, #ARGV do
+  if redis.call('LINDEX', KEYS[1], 0) == ARGV[i] then redis.call('LPOP', KEYS[1]) end
+end
+redis.call('DEL', KEYS[2])
+return 1
 """
 
 # Unschedule a subscription only when its queue is empty: an alert queued meanwhile keeps it.
@@ -61,7 +90,8 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 0
 """
 
-OUTCOMES = ("delivered", "retryable", "permanent", "gone", "dead")
+CHANNELS = ("webhook", "email")
+OUTCOMES = ("delivered", "retryable", "permanent", "gone")
 
 
 class DeliveryMetrics:
@@ -78,20 +108,90 @@ class DeliveryMetrics:
             ["channel"],
             registry=registry,
         )
-        for channel in ("webhook", "email"):
+        self.notifications_total = Counter(
+            "topicwatch_notify_notifications_total",
+            "Notifications planned, by kind (single alert or digest) and reason.",
+            ["kind", "reason"],
+            registry=registry,
+        )
+        for channel in (*CHANNELS, "none"):
             self.dead_total.labels(channel)
-            for outcome in OUTCOMES[:4]:
+        for channel in CHANNELS:
+            for outcome in OUTCOMES:
                 self.attempts_total.labels(channel, outcome)
+        for kind in ("alert", "digest"):
+            for reason in ("immediate", "digest", "rate_limit", "muted"):
+                self.notifications_total.labels(kind, reason)
 
 
-def destination_of(subscription: Mapping[str, Any]) -> Destination | None:
-    """Where a subscription's alerts go (None when it has no channel configured)."""
-    if subscription.get("webhook_url"):
-        secrets = [subscription["webhook_secret"], *subscription.get("previous_secrets", [])]
-        return Destination("webhook", subscription["webhook_url"], tuple(secrets))
-    if subscription.get("email"):
-        return Destination("email", subscription["email"])
+def policy_for(subscription: Subscription) -> DeliveryPolicy:
+    """The subscription's delivery fields as the planner's policy."""
+    rate = subscription.rate_limit
+    return DeliveryPolicy(
+        mode=subscription.delivery,
+        digest_interval_minutes=subscription.digest_interval_minutes or 60,
+        rate_limit=(
+            RateLimit(max_alerts=rate.max_alerts, window_minutes=rate.per_minutes) if rate else None
+        ),
+        silences=[Silence(start=s.start, end=s.end) for s in subscription.silences],
+        quiet_hours=[
+            QuietHours(
+                start=q.start,
+                end=q.end,
+                timezone=q.timezone,
+                days=[WEEKDAYS.index(d) for d in q.days] or list(range(7)),
+            )
+            for q in subscription.quiet_hours
+        ],
+    )
+
+
+def destination_of(subscription: Subscription, now: datetime | None = None) -> Destination | None:
+    """Where a subscription's alerts go: its webhook, else its e-mail, else nowhere (None:
+    history and live stream only). Secrets still in their rotation grace period sign too."""
+    if subscription.webhook_url:
+        current = now or utcnow()
+        secrets = [subscription.webhook_secret or ""]
+        secrets += [
+            s.secret for s in subscription.previous_webhook_secrets if s.expires_at > current
+        ]
+        return Destination("webhook", subscription.webhook_url, tuple(s for s in secrets if s))
+    if subscription.email:
+        return Destination("email", subscription.email)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """The notification being attempted for one subscription (JSON in ``inflight:{sid}``)."""
+
+    id: str
+    members: tuple[str, ...]
+    alert_ids: tuple[str, ...]
+    digest: bool
+    reason: str
+
+    def dumps(self) -> str:
+        return json.dumps(
+            {
+                "id": self.id,
+                "members": list(self.members),
+                "alert_ids": list(self.alert_ids),
+                "digest": self.digest,
+                "reason": self.reason,
+            }
+        )
+
+    @classmethod
+    def loads(cls, raw: bytes | str) -> InFlight:
+        data = json.loads(raw)
+        return cls(
+            data["id"],
+            tuple(data["members"]),
+            tuple(data["alert_ids"]),
+            bool(data["digest"]),
+            str(data["reason"]),
+        )
 
 
 class DeliveryWorker:
@@ -104,10 +204,12 @@ class DeliveryWorker:
         policy: RetryPolicy,
         metrics: DeliveryMetrics,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], datetime] = system_clock,
         lease_seconds: float = 120.0,
-        poll_seconds: float = 0.1,
+        poll_seconds: float = 0.05,
         claim_batch: int = 50,
+        max_digest: int = MAX_DIGEST_ALERTS,
+        rng: random.Random | None = None,
     ) -> None:
         self.client = client
         self.names = names
@@ -120,10 +222,20 @@ class DeliveryWorker:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.claim_batch = claim_batch
+        self.max_digest = max_digest
+        self.rng = rng
         self._claim = client.register_script(_CLAIM)
-        self._pop_head = client.register_script(_POP_HEAD)
+        self._complete = client.register_script(_COMPLETE)
         self._finish = client.register_script(_FINISH)
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+
+    def now(self) -> float:
+        return self.clock().timestamp()
+
+    def wake(self) -> None:
+        """Look for due work now (called after new alerts are queued in this process)."""
+        self._wake.set()
 
     async def run(self) -> None:
         """Deliver for as long as the process lives; one task per due subscription."""
@@ -133,7 +245,11 @@ class DeliveryWorker:
                 for sid in claimed:
                     task = asyncio.create_task(self._drain_guarded(sid), name=f"deliver:{sid}")
                     self._inflight[sid] = task
-                await asyncio.sleep(self.poll_seconds)
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                except TimeoutError:
+                    pass
         finally:
             for task in self._inflight.values():
                 task.cancel()
@@ -141,15 +257,15 @@ class DeliveryWorker:
 
     async def claim(self) -> list[str]:
         """Subscriptions due now that this process is not already draining (leased to us)."""
-        now = self.clock()
+        now = self.now()
         raw = await self._claim(
             keys=[self.keys.due], args=[now, now + self.lease_seconds, self.claim_batch]
         )
-        sids = [s.decode() if isinstance(s, bytes) else str(s) for s in raw]
+        sids = [_text(s) for s in raw]
         return [sid for sid in sids if sid not in self._inflight]
 
     async def tick(self) -> int:
-        """Claim what is due and drain it to the end (tests and tools step with this)."""
+        """Claim what is due and drain it (tests and tools step the worker with this)."""
         sids = await self.claim()
         await asyncio.gather(*(self.drain(sid) for sid in sids))
         return len(sids)
@@ -163,106 +279,268 @@ class DeliveryWorker:
         finally:
             self._inflight.pop(sid, None)
 
+    # --- one subscription ------------------------------------------------------------------
+
     async def drain(self, sid: str) -> None:
         """Send this subscription's queued alerts in order until it is empty or must wait."""
-        queue = self.keys.queue(sid)
         while True:
-            head = await self.client.lindex(queue, 0)
-            if head is None:
-                await self._finish(keys=[queue, self.keys.due], args=[sid, self.clock()])
-                return
-            alert_id = head.decode() if isinstance(head, bytes) else str(head)
             subscription = await self.store.get(sid)
-            alert = await self._alert(alert_id)
-            if alert is None:  # expired record: nothing left to send
-                await self._pop_head(keys=[queue], args=[alert_id])
+            flight = await self._load_inflight(sid)
+            if flight is None:
+                flight, wait_until = await self._plan(sid, subscription)
+                if flight is None:
+                    if wait_until is None:
+                        await self._finish(
+                            keys=[self.keys.queue(sid), self.keys.due], args=[sid, self.now()]
+                        )
+                    else:
+                        await self.client.zadd(self.keys.due, {sid: wait_until}, xx=True)
+                    return
+            alerts = [a for a in await self._alerts(flight.alert_ids) if a is not None]
+            if not alerts:  # records expired: nothing left to send
+                await self._complete_flight(sid, flight)
                 continue
-            if subscription is None or subscription.get("disabled"):
-                why = "subscription deleted" if subscription is None else (
-                    f"subscription disabled: {subscription.get('disabled_reason', '')}"
+            if subscription is None or subscription.disabled:
+                why = (
+                    "subscription deleted"
+                    if subscription is None
+                    else f"subscription disabled: {subscription.disabled_reason or ''}"
                 )
-                await self.dead_letter(alert, "none", why)
-                await self._pop_head(keys=[queue], args=[alert_id])
+                await self._dead_letter(flight, alerts, "none", why)
+                await self._complete_flight(sid, flight)
                 continue
-            destination = destination_of(subscription)
-            channel = self.channels.get(destination.kind) if destination else None
-            if destination is None or channel is None:
-                kind = destination.kind if destination else "none"
-                outcome = DeliveryOutcome.permanent(f"no channel available for {kind}")
+            destination = destination_of(subscription, self.clock())
+            if destination is None:  # history / live stream only: nothing to send
+                await self._complete_flight(sid, flight)
+                continue
+            channel = self.channels.get(destination.kind)
+            if flight.digest:
+                notification = Notification(
+                    flight.id, sid, tuple(alerts), True, subscription.name, flight.reason
+                )
             else:
-                notification = Notification.single(alert, subscription.get("name", ""))
+                notification = Notification.single(alerts[0], subscription.name)
+            if channel is None:
+                outcome = DeliveryOutcome.permanent(f"no {destination.kind} channel configured")
+            else:
                 outcome = await channel.send(notification, destination)
-            kind = destination.kind if destination else "none"
-            attempts = await self._record(alert_id, outcome)
+            kind = destination.kind
+            attempts = await self._record(flight.id, outcome)
             self.metrics.attempts_total.labels(kind, outcome.status.value).inc()
             if outcome.status is OutcomeStatus.DELIVERED:
-                await self._pop_head(keys=[queue], args=[alert_id])
+                await self._complete_flight(sid, flight)
                 await self._renew(sid)
                 continue
             if outcome.status is OutcomeStatus.RETRYABLE:
-                delay = self.policy.next_delay(attempts, outcome.retry_after)
+                delay = self.policy.next_delay(attempts, outcome.retry_after, self.rng)
                 if delay is not None:
-                    await self.client.zadd(self.keys.due, {sid: self.clock() + delay}, xx=True)
+                    await self.client.zadd(self.keys.due, {sid: self.now() + delay}, xx=True)
                     return
-                await self.dead_letter(alert, kind, f"gave up after {attempts} attempts")
+                why = f"gave up after {attempts} attempts: {outcome.reason}"
+                await self._dead_letter(flight, alerts, kind, why)
             elif outcome.status is OutcomeStatus.GONE:
-                await self.disable(sid, subscription, f"endpoint gone: {outcome.reason}")
-                await self.dead_letter(alert, kind, f"endpoint gone: {outcome.reason}")
+                await self.disable(subscription, f"endpoint gone: {outcome.reason}")
+                await self._dead_letter(flight, alerts, kind, f"endpoint gone: {outcome.reason}")
             else:
-                await self.dead_letter(alert, kind, f"permanent failure: {outcome.reason}")
-            await self._pop_head(keys=[queue], args=[alert_id])
+                await self._dead_letter(flight, alerts, kind, f"permanent: {outcome.reason}")
+            await self._complete_flight(sid, flight)
+
+    async def _plan(
+        self, sid: str, subscription: Subscription | None
+    ) -> tuple[InFlight | None, float | None]:
+        """Choose the next notification (stored as in flight) or the time to look again."""
+        raw = await self.client.lrange(self.keys.queue(sid), 0, self.max_digest)
+        items = [QueueItem.parse(r) for r in raw]
+        if not items:
+            return None, None
+        now = self.clock()
+        if subscription is None or subscription.disabled:
+            # Nothing to plan for: take the head alone, to be dead-lettered with the reason.
+            head = items[0]
+            return await self._store_inflight(sid, [head], False, "immediate"), None
+        policy = policy_for(subscription)
+        sent = 0
+        sent_key = None
+        limit = policy.rate_limit
+        if limit is not None:
+            start, _ = window_bounds(now, limit.window_minutes)
+            sent_key = self.keys.sent(sid, int(start.timestamp()))
+            sent = int(await self.client.get(sent_key) or 0)
+        queued = [Queued(item.alert_id, item.enqueued_at) for item in items]
+        decision = plan(policy, now, queued, sent, self.max_digest)
+        if decision.wait_until is not None:
+            return None, decision.wait_until.timestamp()
+        chosen = items[: len(decision.alert_ids)]
+        if sent_key is not None and limit is not None and decision.reason == "immediate":
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.incr(sent_key)
+                pipe.expire(sent_key, limit.window_minutes * 120)
+                await pipe.execute()
+        flight = await self._store_inflight(sid, chosen, decision.digest, decision.reason)
+        self.metrics.notifications_total.labels(
+            "digest" if decision.digest else "alert", decision.reason
+        ).inc()
+        return flight, None
+
+    async def _store_inflight(
+        self, sid: str, items: Sequence[QueueItem], digest: bool, reason: str
+    ) -> InFlight:
+        alert_ids = tuple(item.alert_id for item in items)
+        if digest:
+            notification_id = Notification.batch(
+                sid, [_stub(a, sid) for a in alert_ids], reason=reason
+            ).id
+        else:
+            notification_id = alert_ids[0]
+        flight = InFlight(
+            notification_id, tuple(item.member for item in items), alert_ids, digest, reason
+        )
+        await self.client.set(self.keys.inflight(sid), flight.dumps())
+        return flight
+
+    async def _load_inflight(self, sid: str) -> InFlight | None:
+        raw = await self.client.get(self.keys.inflight(sid))
+        return InFlight.loads(raw) if raw else None
+
+    async def _complete_flight(self, sid: str, flight: InFlight) -> None:
+        await self._complete(
+            keys=[self.keys.queue(sid), self.keys.inflight(sid)], args=list(flight.members)
+        )
 
     async def _renew(self, sid: str) -> None:
         """Extend our lease while a long queue drains, so no other worker takes it over."""
-        await self.client.zadd(self.keys.due, {sid: self.clock() + self.lease_seconds}, xx=True)
+        await self.client.zadd(self.keys.due, {sid: self.now() + self.lease_seconds}, xx=True)
+
+    async def _alerts(self, alert_ids: Sequence[str]) -> list[Alert | None]:
+        if not alert_ids:
+            return []
+        raws = await self.client.mget([self.keys.alert(a) for a in alert_ids])
+        return [Alert.model_validate_json(raw) if raw else None for raw in raws]
+
+    async def _record(self, notification_id: str, outcome: DeliveryOutcome) -> int:
+        entry = {"at": self.clock().isoformat(), **outcome.to_dict()}
+        key = self.keys.attempts(notification_id)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, json.dumps(entry))
+            pipe.expire(key, ALERT_TTL_SECONDS)
+            count, _ = await pipe.execute()
+        return int(count)
+
+    async def attempts(self, notification_id: str) -> list[dict[str, Any]]:
+        raw = await self.client.lrange(self.keys.attempts(notification_id), 0, -1)
+        return [json.loads(item) for item in raw]
+
+    async def _dead_letter(
+        self, flight: InFlight, alerts: Sequence[Alert], channel: str, reason: str
+    ) -> None:
+        """One ``alerts:dead`` record per alert, each with every attempt's outcome."""
+        attempts = await self.attempts(flight.id)
+        for alert in alerts:
+            record = {
+                "type": "dead_alert",
+                "schema_version": 1,
+                "alert": alert.model_dump(mode="json"),
+                "subscription_id": alert.subscription_id,
+                "notification_id": flight.id,
+                "digest": flight.digest,
+                "channel": channel,
+                "reason": reason,
+                "attempts": attempts,
+                "dead_at": self.clock().isoformat(),
+            }
+            entry_id = await self.client.xadd(
+                self.names.alerts_dead, {DATA_FIELD: json.dumps(record)}
+            )
+            await self.client.set(
+                self.keys.dead_entry(alert.id), _text(entry_id), ex=ALERT_TTL_SECONDS
+            )
+            self.metrics.dead_total.labels(channel if channel in CHANNELS else "none").inc()
+            log.warning("alert %s dead-lettered: %s", alert.id, reason)
+
+    async def disable(self, subscription: Subscription, reason: str) -> None:
+        """Mark the subscription disabled (it stops matching) with the reason for its owner."""
+        changed = subscription.model_copy(
+            update={"disabled": True, "disabled_reason": reason, "updated_at": self.clock()}
+        )
+        await self.store.put(changed)
+
+    # --- replay ----------------------------------------------------------------------------
+
+    async def redeliver(self, alert_id: str, *, restore: Alert | None = None) -> bool:
+        """Queue an existing alert again (after a fix), with a fresh retry budget.
+
+        ``restore`` re-creates the alert record from a dead letter when it has expired.
+        Its dead-letter entry, if any, is removed: it is no longer dead.
+        """
+        alert = await self._alert(alert_id)
+        if alert is None and restore is not None:
+            await self.client.set(
+                self.keys.alert(alert_id), restore.model_dump_json(), ex=ALERT_TTL_SECONDS, nx=True
+            )
+            alert = restore
+        if alert is None:
+            return False
+        sid = alert.subscription_id
+        now = self.now()
+        dead_entry = await self.client.get(self.keys.dead_entry(alert_id))
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.attempts(alert_id), self.keys.dead_entry(alert_id))
+            if dead_entry:
+                pipe.xdel(self.names.alerts_dead, _text(dead_entry))
+            pipe.rpush(self.keys.queue(sid), queue_member(alert_id, now))
+            pipe.zadd(self.keys.due, {sid: now}, nx=True)
+            await pipe.execute()
+        self.wake()
+        return True
 
     async def _alert(self, alert_id: str) -> Alert | None:
         raw = await self.client.get(self.keys.alert(alert_id))
         return Alert.model_validate_json(raw) if raw else None
 
-    async def _record(self, alert_id: str, outcome: DeliveryOutcome) -> int:
-        entry = {"at": utcnow().isoformat(), **outcome.to_dict()}
-        key = self.keys.attempts(alert_id)
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, json.dumps(entry))
-            pipe.expire(key, 90 * 24 * 3600)
-            count, _ = await pipe.execute()
-        return int(count)
 
-    async def attempts(self, alert_id: str) -> list[dict[str, Any]]:
-        raw = await self.client.lrange(self.keys.attempts(alert_id), 0, -1)
-        return [json.loads(item) for item in raw]
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    entry_id: str
+    data: dict[str, Any]
 
-    async def dead_letter(self, alert: Alert, channel: str, reason: str) -> None:
-        """Write the alert and every attempt's outcome to ``alerts:dead``."""
-        record = {
-            "type": "dead_alert",
-            "schema_version": 1,
-            "alert": alert.model_dump(mode="json"),
-            "subscription_id": alert.subscription_id,
-            "channel": channel,
-            "reason": reason,
-            "attempts": await self.attempts(alert.id),
-            "dead_at": utcnow().isoformat(),
-        }
-        await self.client.xadd(self.names.alerts_dead, {DATA_FIELD: json.dumps(record)})
-        if channel in ("webhook", "email"):
-            self.metrics.dead_total.labels(channel).inc()
-        log.warning("alert %s dead-lettered: %s", alert.id, reason)
+    @property
+    def alert(self) -> Alert:
+        return Alert.model_validate(self.data["alert"])
 
-    async def disable(self, sid: str, subscription: dict[str, Any], reason: str) -> None:
-        subscription = {**subscription, "disabled": True, "disabled_reason": reason}
-        await self.store.put(subscription)
 
-    async def redeliver(self, alert_id: str) -> bool:
-        """Queue an existing alert again (after a fix), with a fresh attempt log."""
-        alert = await self._alert(alert_id)
-        if alert is None:
-            return False
-        sid = alert.subscription_id
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.attempts(alert_id))
-            pipe.rpush(self.keys.queue(sid), alert_id)
-            pipe.zadd(self.keys.due, {sid: self.clock()}, nx=True)
-            await pipe.execute()
-        return True
+async def list_dead_letters(
+    client: aioredis.Redis, names: StreamNames, *, count: int = 100, start: str = "-"
+) -> list[DeadLetterRecord]:
+    """Dead-lettered alerts, oldest first."""
+    entries = await client.xrange(names.alerts_dead, start, "+", count=count) or []
+    out = []
+    for entry_id, fields in entries:
+        fields = fields or {}
+        raw = fields.get(DATA_FIELD.encode()) or fields.get(DATA_FIELD)
+        if raw:
+            out.append(DeadLetterRecord(_text(entry_id), json.loads(raw)))
+    return out
+
+
+async def replay_dead_letters(
+    worker: DeliveryWorker,
+    records: Sequence[DeadLetterRecord],
+) -> list[str]:
+    """Queue the dead-lettered alerts again; returns the alert ids queued."""
+    queued = []
+    for record in records:
+        alert = record.alert
+        if await worker.redeliver(alert.id, restore=alert):
+            # The entry may predate the dead-entry pointer (or it was overwritten): drop it too.
+            await worker.client.xdel(worker.names.alerts_dead, record.entry_id)
+            queued.append(alert.id)
+    return queued
+
+
+def _stub(alert_id: str, sid: str) -> Alert:
+    """Only the id matters for a digest id; the alerts themselves are loaded when sending."""
+    return Alert.model_construct(id=alert_id, subscription_id=sid)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

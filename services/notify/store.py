@@ -1,28 +1,23 @@
-"""Subscriptions, stored durably in Redis as JSON documents.
+"""Subscriptions, stored durably in Redis as JSON documents of the ``Subscription`` model.
 
 Layout (under the stream prefix):
 
-* ``subscription:{id}`` — the subscription's JSON document (secrets included; the API never
-  returns them after creation);
+* ``subscription:{id}`` — the subscription's JSON (secrets and read token included; the API
+  shows them once, at creation or rotation);
 * ``subscriptions`` — sorted set of ids by creation time, for stable paging;
 * ``subscriptions:version`` — incremented on every change, so every notify process can tell
-  cheaply whether its in-memory match index is stale.
+  cheaply whether its in-memory percolator is stale.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
 from typing import Any
 
 import redis.asyncio as aioredis
+from pydantic import ValidationError
 
-from services.common.models import utcnow
 from services.common.streams import StreamNames
-
-
-def new_subscription_id() -> str:
-    return "sub_" + secrets.token_hex(12)
+from services.notify.subscriptions import Subscription
 
 
 class SubscriptionStore:
@@ -35,19 +30,18 @@ class SubscriptionStore:
     def _key(self, subscription_id: str) -> str:
         return self.names.key("subscription", subscription_id)
 
-    async def put(self, doc: dict[str, Any]) -> None:
-        """Create or replace one subscription (``doc["id"]`` required)."""
-        sid = doc["id"]
-        created = doc.get("created_at") or utcnow().isoformat()
+    async def put(self, subscription: Subscription) -> None:
+        """Create or replace one subscription, and tell every process its index is stale."""
+        sid = subscription.id
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(self._key(sid), json.dumps(doc, default=str))
-            pipe.zadd(self.index_key, {sid: _score(created)}, nx=True)
+            pipe.set(self._key(sid), subscription.model_dump_json())
+            pipe.zadd(self.index_key, {sid: subscription.created_at.timestamp()}, nx=True)
             pipe.incr(self.version_key)
             await pipe.execute()
 
-    async def get(self, subscription_id: str) -> dict[str, Any] | None:
+    async def get(self, subscription_id: str) -> Subscription | None:
         raw = await self.client.get(self._key(subscription_id))
-        return json.loads(raw) if raw else None
+        return _load(raw) if raw else None
 
     async def delete(self, subscription_id: str) -> bool:
         async with self.client.pipeline(transaction=True) as pipe:
@@ -57,14 +51,13 @@ class SubscriptionStore:
             deleted, _, _ = await pipe.execute()
         return bool(deleted)
 
-    async def page(self, offset: int = 0, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+    async def page(self, offset: int = 0, limit: int = 50) -> tuple[list[Subscription], int]:
         """One page in creation order, and the total count."""
         ids = await self.client.zrange(self.index_key, offset, offset + limit - 1)
         total = await self.client.zcard(self.index_key)
-        docs = await self._many([_text(i) for i in ids])
-        return docs, int(total)
+        return await self._many([_text(i) for i in ids]), int(total)
 
-    async def all(self) -> list[dict[str, Any]]:
+    async def all(self) -> list[Subscription]:
         ids = await self.client.zrange(self.index_key, 0, -1)
         return await self._many([_text(i) for i in ids])
 
@@ -72,21 +65,26 @@ class SubscriptionStore:
         raw = await self.client.get(self.version_key)
         return int(raw or 0)
 
-    async def _many(self, ids: list[str]) -> list[dict[str, Any]]:
+    async def _many(self, ids: list[str]) -> list[Subscription]:
         if not ids:
             return []
         raws = await self.client.mget([self._key(i) for i in ids])
-        return [json.loads(raw) for raw in raws if raw]
+        out = []
+        for raw in raws:
+            if raw:
+                sub = _load(raw)
+                if sub is not None:
+                    out.append(sub)
+        return out
+
+
+def _load(raw: bytes | str) -> Subscription | None:
+    """A stored document; one that no longer validates is skipped, never crashes matching."""
+    try:
+        return Subscription.model_validate_json(raw)
+    except ValidationError:
+        return None
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _score(created: str) -> float:
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(created).timestamp()
-    except ValueError:
-        return utcnow().timestamp()

@@ -53,8 +53,9 @@ class Entry:
         """The payload decoded leniently, for rejections and dead letters."""
         if self.data is not None:
             return self.data.decode("utf-8", errors="replace")
-        return repr({k.decode(errors="replace"): v.decode(errors="replace")
-                     for k, v in self.fields.items()})
+        return repr(
+            {k.decode(errors="replace"): v.decode(errors="replace") for k, v in self.fields.items()}
+        )
 
 
 #: A batch handler: process entries, return the ids that are done (may be acked).
@@ -83,6 +84,25 @@ def _entry(entry_id: Any, fields: dict[bytes, bytes], deliveries: int = 1) -> En
     if data is None and b"data" in fields:  # legacy producers
         data = fields[b"data"]
     return Entry(id=eid, data=data, fields=fields, deliveries=deliveries)
+
+
+async def tolerant_parser(message: Any, original_parser: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream's parser, made safe for entries that are not UTF-8 text.
+
+    FastStream JSON-encodes every entry of a batch while parsing, so one entry with broken
+    UTF-8 from a direct publisher failed the whole batch before any handler ran (and, for an
+    entry without ``__data__``, failed every redelivery, so it was never dead-lettered).  The
+    handlers here read ``raw_message`` only, so parse a neutral copy and keep the raw entries.
+    """
+    try:
+        return await original_parser(message)
+    except (UnicodeDecodeError, ValueError, TypeError):
+        data = message.get("data")
+        neutral = {DATA_FIELD.encode(): b"null"}
+        safe = {**message, "data": [neutral] * len(data) if isinstance(data, list) else neutral}
+        parsed = await original_parser(safe)
+        parsed.raw_message = message
+        return parsed
 
 
 class StreamConsumer:
@@ -127,6 +147,7 @@ class StreamConsumer:
             ),
             title=f"{self.group}:{self.stream}",
             description=f"The {self.group} service's consumer group on {self.stream}.",
+            parser=tolerant_parser,
         )
         reclaimer = broker.subscriber(
             stream=StreamSub(
@@ -139,6 +160,7 @@ class StreamConsumer:
             title=f"{self.group}:{self.stream}:reclaim",
             description="Re-runs entries left pending by a failed or crashed consumer.",
             include_in_schema=False,
+            parser=tolerant_parser,
         )
 
         @reader

@@ -1,12 +1,17 @@
 """Ingest's one path for every input: validate -> normalise -> accept once, or reject with reasons.
 
 The HTTP API, the stream consumer, feeds and files all call :meth:`IngestPipeline.submit`, so
-an article is treated the same however it arrives.
+an article is treated the same however it arrives.  Every call ends in exactly one of
+``accepted``, ``duplicate`` or ``rejected`` (the rejection written to ``articles:rejected`` with
+the original payload), or raises ``RedisError`` when Redis could not record the outcome — the
+caller must then not report success (503 for the API; the stream entry stays pending).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,12 +25,19 @@ from services.common.streams import StreamNames, encode
 from services.ingest.dedup import AcceptOnce
 from services.ingest.normalize import NormalizationError, normalize_submission
 
+log = logging.getLogger(__name__)
+
 Via = Literal["api", "stream", "feed", "file"]
 Status = Literal["accepted", "duplicate", "rejected"]
 
 #: Label values of ingest's counters (fixed sets, as Prometheus wants).
 VIAS: tuple[Via, ...] = ("api", "stream", "feed", "file")
 STATUSES: tuple[Status, ...] = ("accepted", "duplicate", "rejected")
+
+#: A rejection keeps at most this much of an oversized payload (the rest is counted, not kept).
+MAX_KEPT_PAYLOAD = 64 * 1024
+#: The rejected stream is capped (approximately) so hostile input cannot fill Redis.
+REJECTED_MAXLEN = 100_000
 
 
 @dataclass(slots=True)
@@ -49,6 +61,12 @@ class Outcome:
         return out
 
 
+def rejected(reason: str, field_name: str, message: str) -> Outcome:
+    return Outcome(
+        status="rejected", reason=reason, errors=[FieldError(field=field_name, message=message)]
+    )
+
+
 class IngestMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.articles_total = Counter(
@@ -60,6 +78,21 @@ class IngestMetrics:
         for via in VIAS:
             for status in STATUSES:
                 self.articles_total.labels(via, status)
+
+
+def dump_payload(payload: Any, fallback: str = "") -> str:
+    """The payload as JSON for a rejection record; never raises (deeply nested input included)."""
+    try:
+        return json.dumps(payload, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        return fallback or f"<unserialisable {type(payload).__name__}>"
+
+
+def keep_payload(raw: str) -> str:
+    """What a rejection stores of the original payload: all of it, unless it is huge."""
+    if len(raw) <= MAX_KEPT_PAYLOAD:
+        return raw
+    return raw[:MAX_KEPT_PAYLOAD] + f"\n...[truncated: {len(raw)} characters in all]"
 
 
 class IngestPipeline:
@@ -79,10 +112,10 @@ class IngestPipeline:
     def validate(self, payload: Any) -> ArticleSubmission | Outcome:
         """Parse one decoded JSON value; a rejection Outcome names the bad fields."""
         if not isinstance(payload, dict):
-            return Outcome(
-                status="rejected",
-                reason=f"an article must be a JSON object, not {type(payload).__name__}",
-                errors=[FieldError(field="(body)", message="expected a JSON object")],
+            return rejected(
+                f"an article must be a JSON object, not {_json_type(payload)}",
+                "(body)",
+                "expected a JSON object",
             )
         try:
             return ArticleSubmission.model_validate(payload)
@@ -91,18 +124,27 @@ class IngestPipeline:
             return Outcome(
                 status="rejected", reason="invalid article: " + _summary(errors), errors=errors
             )
+        except RecursionError:
+            return rejected("invalid article: nested too deeply", "(body)", "nested too deeply")
+
+    def oversized(self, size: int) -> Outcome | None:
+        """A rejection when one article's encoded size is over the per-article limit."""
+        limit = self.settings.ingest_max_article_bytes
+        if size <= limit:
+            return None
+        return rejected(
+            f"article is {size} bytes, over the limit of {limit} bytes per article",
+            "(body)",
+            f"larger than {limit} bytes",
+        )
 
     async def submit(
         self, payload: Any, via: Via, *, raw: str | None = None, entry_id: str | None = None
     ) -> Outcome:
-        """Validate, normalise and publish one input; rejections are recorded on the stream.
-
-        Raises only when Redis cannot take the result: the caller must then not report
-        success (503 for the API, leave the entry pending for the stream).
-        """
+        """Validate, normalise and publish one decoded input (see the module docstring)."""
         checked = self.validate(payload)
         if isinstance(checked, Outcome):
-            dumped = raw if raw is not None else _dump(payload)
+            dumped = raw if raw is not None else dump_payload(payload)
             return await self.reject(checked, dumped, via, entry_id)
         return await self.submit_valid(checked, via, raw=raw, entry_id=entry_id)
 
@@ -115,12 +157,27 @@ class IngestPipeline:
         entry_id: str | None = None,
     ) -> Outcome:
         try:
-            article = normalize_submission(submission, received_via=via)
+            if submission.html and not (submission.body and submission.body.strip()):
+                # HTML extraction is CPU work of tens of milliseconds: keep the loop responsive.
+                article = await asyncio.to_thread(
+                    normalize_submission, submission, received_via=via
+                )
+            else:
+                article = normalize_submission(submission, received_via=via)
         except NormalizationError as exc:
-            errors = [FieldError(field=exc.field, message=exc.message)]
-            outcome = Outcome(status="rejected", reason=f"invalid article: {exc}", errors=errors)
-            dumped = raw if raw is not None else submission.model_dump_json(exclude_none=True)
-            return await self.reject(outcome, dumped, via, entry_id)
+            outcome = Outcome(
+                status="rejected", reason=f"invalid article: {exc.reason}", errors=exc.errors
+            )
+            return await self.reject(outcome, raw or _submission_json(submission), via, entry_id)
+        except Exception as exc:  # a bug must not lose the article: reject it with the reason
+            log.exception("normalising an article failed")
+            outcome = rejected(
+                f"could not be normalised (internal error: {type(exc).__name__}); "
+                "retry with `topicwatch rejected retry` once fixed",
+                "(article)",
+                "internal error",
+            )
+            return await self.reject(outcome, raw or _submission_json(submission), via, entry_id)
         result = await self.accept_once.publish(article)
         status: Status = "accepted" if result.accepted else "duplicate"
         self.metrics.articles_total.labels(via, status).inc()
@@ -133,20 +190,27 @@ class IngestPipeline:
         rejection = Rejection(
             reason=outcome.reason or "rejected",
             errors=outcome.errors,
-            payload=raw,
+            payload=keep_payload(raw),
             received_via=via,
             source_entry_id=entry_id,
         )
-        await self.client.xadd(self.names.rejected, encode(rejection))
+        await self.client.xadd(
+            self.names.rejected,
+            encode(rejection),
+            maxlen=REJECTED_MAXLEN,
+            approximate=True,
+        )
         self.metrics.articles_total.labels(via, "rejected").inc()
         return outcome
 
 
-def _dump(payload: Any) -> str:
-    try:
-        return json.dumps(payload, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return repr(payload)
+def _submission_json(submission: ArticleSubmission) -> str:
+    return submission.model_dump_json(exclude_none=True)
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _summary(errors: list[FieldError]) -> str:

@@ -1,0 +1,246 @@
+"""Feeds in the ingest service: the feed list in Redis, the poll loop, and feed metrics.
+
+The feed list lives in Redis (a hash of URL -> status JSON) so that ``topicwatch feeds add``
+on any machine changes what every ingest process polls, and a restart keeps each feed's ETag
+and counters.  Each feed has a set of item keys already ingested; an item is added to it only
+after the pipeline recorded its outcome (accepted, duplicate or rejected), so a Redis failure
+mid-poll means the item is tried again next time rather than lost.
+
+Several ingest processes may run; a short per-feed lock keeps them from polling the same feed
+at the same moment (and de-duplication makes a double poll harmless anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from datetime import datetime
+from typing import Literal
+
+import httpx
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from redis.exceptions import RedisError
+
+from services.common.models import utcnow
+from services.common.settings import Settings
+from services.common.streams import StreamNames
+from services.ingest.feeds import FeedStatus, fetch_feed, item_to_submission, record_poll
+from services.ingest.pipeline import IngestPipeline, dump_payload
+from services.ingest.urls import InvalidURL, canonical_url
+
+log = logging.getLogger(__name__)
+
+POLL_OUTCOMES: tuple[Literal["ok", "not_modified", "error"], ...] = ("ok", "not_modified", "error")
+
+#: Update a feed's status only while it is still registered (a removal wins over a poll).
+_SAVE_IF_PRESENT = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class FeedMetrics:
+    """Poll outcomes (fixed labels) and per-feed gauges (labels: the configured feed URLs)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.polls_total = Counter(
+            "topicwatch_feed_polls_total",
+            "Feed polls by outcome (ok, not_modified, error).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in POLL_OUTCOMES:
+            self.polls_total.labels(outcome)
+        self.items_seen = Gauge(
+            "topicwatch_feed_items_seen",
+            "Distinct items a feed has delivered.",
+            ["feed"],
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            "topicwatch_feed_last_success_timestamp_seconds",
+            "Unix time of a feed's last successful poll (0 = never).",
+            ["feed"],
+            registry=registry,
+        )
+        self.consecutive_errors = Gauge(
+            "topicwatch_feed_consecutive_errors",
+            "Failed polls of a feed since its last success.",
+            ["feed"],
+            registry=registry,
+        )
+        self._feeds: set[str] = set()
+
+    def observe(self, statuses: list[FeedStatus]) -> None:
+        """Set the per-feed gauges; feeds no longer registered lose their series."""
+        current = {status.url for status in statuses}
+        for gone in self._feeds - current:
+            for gauge in (self.items_seen, self.last_success, self.consecutive_errors):
+                try:
+                    gauge.remove(gone)
+                except KeyError:
+                    pass
+        self._feeds = current
+        for status in statuses:
+            self.items_seen.labels(status.url).set(status.items_seen)
+            success = status.last_success_at.timestamp() if status.last_success_at else 0
+            self.last_success.labels(status.url).set(success)
+            self.consecutive_errors.labels(status.url).set(status.consecutive_errors)
+
+
+def validate_feed_url(url: str) -> str:
+    """The URL as given, stripped, if it is an absolute http(s) URL; raises ``InvalidURL``."""
+    text = url.strip()
+    canonical_url(text)  # raises with the reason
+    return text
+
+
+class FeedRegistry:
+    """The feed list and per-feed state in Redis."""
+
+    def __init__(self, client: aioredis.Redis, names: StreamNames) -> None:
+        self.client = client
+        self.names = names
+        self.key = names.key("feeds")
+        self._save = client.register_script(_SAVE_IF_PRESENT)
+
+    def seen_key(self, url: str) -> str:
+        return self.names.key("feeds", "seen", hashlib.sha256(url.encode()).hexdigest()[:24])
+
+    def lock_key(self, url: str) -> str:
+        return self.names.key("feeds", "lock", hashlib.sha256(url.encode()).hexdigest()[:24])
+
+    async def add(self, url: str) -> tuple[FeedStatus, bool]:
+        """Register a feed; returns its status and whether it was new."""
+        url = validate_feed_url(url)
+        status = FeedStatus(url=url)
+        created = await self.client.hsetnx(self.key, url, status.model_dump_json())
+        if not created:
+            existing = await self.get(url)
+            return (existing or status), False
+        return status, True
+
+    async def remove(self, url: str) -> bool:
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.key, url.strip())
+            pipe.delete(self.seen_key(url.strip()))
+            removed, _ = await pipe.execute()
+        return bool(removed)
+
+    async def get(self, url: str) -> FeedStatus | None:
+        raw = await self.client.hget(self.key, url)
+        return FeedStatus.model_validate_json(raw) if raw else None
+
+    async def list(self) -> list[FeedStatus]:
+        raw = await self.client.hgetall(self.key)
+        statuses = [FeedStatus.model_validate_json(value) for value in raw.values()]
+        return sorted(statuses, key=lambda status: status.url)
+
+    async def save(self, status: FeedStatus) -> bool:
+        return bool(await self._save(keys=[self.key], args=[status.url, status.model_dump_json()]))
+
+    async def is_new(self, url: str, item_key: str) -> bool:
+        return not await self.client.sismember(self.seen_key(url), item_key)
+
+    async def mark_seen(self, url: str, item_key: str) -> None:
+        await self.client.sadd(self.seen_key(url), item_key)
+
+
+class FeedPoller:
+    """Polls every registered feed every ``settings.feed_poll_interval`` seconds."""
+
+    def __init__(
+        self,
+        registry: FeedRegistry,
+        pipeline: IngestPipeline,
+        settings: Settings,
+        metrics: FeedMetrics,
+        *,
+        timeout: float = 20.0,
+    ) -> None:
+        self.registry = registry
+        self.pipeline = pipeline
+        self.settings = settings
+        self.metrics = metrics
+        self.timeout = timeout
+        self.wake = asyncio.Event()
+
+    async def poll(self, client: httpx.AsyncClient, url: str) -> FeedStatus | None:
+        """One conditional fetch of one feed; new items go through the pipeline."""
+        lock_ms = int(max(self.settings.feed_poll_interval, self.timeout) * 1000)
+        if not await self.registry.client.set(
+            self.registry.lock_key(url), "1", nx=True, px=lock_ms
+        ):
+            return await self.registry.get(url)  # another process is polling it right now
+        try:
+            status = await self.registry.get(url)
+            if status is None:
+                return None
+            fetch = await fetch_feed(
+                client, url, etag=status.etag, last_modified=status.last_modified
+            )
+            new_items = 0
+            if fetch.feed is not None:
+                for item in reversed(fetch.feed.items):  # oldest first
+                    if not await self.registry.is_new(url, item.key):
+                        continue
+                    payload = item_to_submission(item, feed_url=url, feed_title=fetch.feed.title)
+                    await self.pipeline.submit(payload, "feed", raw=dump_payload(payload))
+                    await self.registry.mark_seen(url, item.key)
+                    new_items += 1
+            self.metrics.polls_total.labels(fetch.outcome).inc()
+            # Re-read: the counters must add to what is stored, not to a stale copy.
+            latest = await self.registry.get(url) or status
+            updated = record_poll(latest, fetch, new_items=new_items, now=utcnow())
+            await self.registry.save(updated)
+            if fetch.outcome == "error":
+                log.warning("feed %s: %s", url, fetch.error)
+            return updated
+        finally:
+            await self.registry.client.delete(self.registry.lock_key(url))
+
+    async def poll_all(self, client: httpx.AsyncClient) -> list[FeedStatus]:
+        results = []
+        for status in await self.registry.list():
+            polled = await self.poll(client, status.url)
+            if polled is not None:
+                results.append(polled)
+        self.metrics.observe(await self.registry.list())
+        return results
+
+    def _due(self, status: FeedStatus, now: datetime) -> bool:
+        if status.last_polled_at is None:
+            return True
+        return (now - status.last_polled_at).total_seconds() >= self.settings.feed_poll_interval
+
+    async def seed(self) -> None:
+        """Register the feeds named in ``TOPICWATCH_FEEDS`` (kept if already present)."""
+        for url in self.settings.feeds:
+            try:
+                await self.registry.add(url)
+            except InvalidURL as exc:
+                log.error("TOPICWATCH_FEEDS: %r is not a feed URL: %s", url, exc)
+
+    async def run(self) -> None:
+        """The background loop: poll what is due, then sleep until the next is due (or woken)."""
+        await self.seed()
+        async with httpx.AsyncClient(timeout=self.timeout) as client:
+            while True:
+                try:
+                    for status in await self.registry.list():
+                        if self._due(status, utcnow()):
+                            await self.poll(client, status.url)
+                    self.metrics.observe(await self.registry.list())
+                except RedisError as exc:
+                    log.warning("feed poll interrupted by Redis: %s", exc)
+                self.wake.clear()
+                tick = min(self.settings.feed_poll_interval, 5.0)
+                try:
+                    await asyncio.wait_for(self.wake.wait(), timeout=tick)
+                except TimeoutError:
+                    pass

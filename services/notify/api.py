@@ -17,7 +17,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, cast
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
@@ -261,7 +261,7 @@ def build_router(
 
     @router.get("/subscriptions/{subscription_id}/alerts", tags=["alerts"])
     async def alerts(
-        subscription: Annotated[Subscription, Depends(reader)],
+        subscription: Subscription = Depends(reader),  # noqa: B008 - a closure dependency
         since: str | None = Query(None, description="An alert id, or a time (ISO 8601 / Unix)"),
         limit: int = Query(100, ge=1, le=MAX_HISTORY_PAGE),
     ) -> dict[str, Any]:
@@ -285,7 +285,7 @@ def build_router(
     @router.get("/subscriptions/{subscription_id}/stream", tags=["alerts"])
     async def stream(
         request: Request,
-        subscription: Annotated[Subscription, Depends(reader)],
+        subscription: Subscription = Depends(reader),  # noqa: B008 - a closure dependency
         since: str | None = Query(None),
         last_event_id: str | None = Header(None),
     ) -> EventSourceResponse:

@@ -1,0 +1,272 @@
+"""The notify service over HTTP: subscriptions CRUD, SSRF refusals, history, SSE, redelivery.
+
+The app runs in uvicorn on 127.0.0.1 (its consumer, worker and API all live), fed through
+the real ``articles:classified`` stream, delivering to a real local receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import redis as redis_sync
+import uvicorn
+
+from services.common.models import Article, ClassifiedArticle, TopicTag
+from services.common.redis_server import free_port
+from services.common.settings import Settings
+from services.common.streams import StreamNames, encode
+from services.notify.app import create_app
+from services.notify.signing import verify
+from tests.notify_receiver import Receiver
+
+KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+@contextmanager
+def serve(settings: Settings, **kwargs: Any) -> Iterator[str]:
+    port = free_port()
+    app = create_app(settings, **kwargs)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("notify app did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@pytest.fixture
+def api_settings(redis_url: str, tmp_path) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        data_dir=tmp_path,
+        read_block_ms=50,
+        api_keys=KEY,
+        allow_private_webhooks=True,
+        webhook_retry_schedule="0,0.2,0.2",
+        webhook_retry_jitter=0,
+    )
+
+
+@pytest.fixture
+def notify(api_settings: Settings) -> Iterator[str]:
+    with serve(api_settings, sse_ping_seconds=0.3) as url:
+        yield url
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as server:
+        yield server
+
+
+def publish(redis_url: str, n: int, topic: str = "air-defence-procurement") -> str:
+    article = Article(
+        id=f"art_{n:024d}",
+        title=f"Story {n}: Turkey takes S-400 batch",
+        body="Ankara confirmed the delivery of another S-400 battery.",
+        content_hash=f"h{n}",
+        source="example",
+    )
+    classified = ClassifiedArticle(
+        article=article, topics=[TopicTag(id=topic, score=0.9)], taxonomy_version="test"
+    )
+    client = redis_sync.Redis.from_url(redis_url)
+    client.xadd(StreamNames().classified, encode(classified))
+    client.close()
+    return article.id
+
+
+def test_subscription_crud_and_auth(notify: str) -> None:
+    body = {"name": "desk", "topics": ["air-defence-procurement"], "query": '"S-400" -rumour'}
+    assert httpx.post(f"{notify}/v1/subscriptions", json=body).status_code == 401
+    created = httpx.post(f"{notify}/v1/subscriptions", json=body, headers=AUTH)
+    assert created.status_code == 201, created.text
+    sub = created.json()
+    assert sub["read_token"].startswith("swr_")
+    sid = sub["id"]
+
+    shown = httpx.get(f"{notify}/v1/subscriptions/{sid}", headers=AUTH).json()
+    assert "read_token" not in shown and "webhook_secret" not in shown
+    assert shown["query"] == '"S-400" -rumour'
+    assert httpx.get(f"{notify}/v1/subscriptions/{sid}").status_code == 401
+
+    for n in range(2):
+        httpx.post(f"{notify}/v1/subscriptions", json={**body, "name": f"d{n}"}, headers=AUTH)
+    page = httpx.get(f"{notify}/v1/subscriptions?limit=2&offset=1", headers=AUTH).json()
+    assert page["total"] == 3 and [s["name"] for s in page["subscriptions"]] == ["d0", "d1"]
+
+    patched = httpx.patch(
+        f"{notify}/v1/subscriptions/{sid}",
+        json={"name": "renamed", "delivery": "digest", "digest_interval_minutes": 60},
+        headers=AUTH,
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["name"] == "renamed" and patched.json()["delivery"] == "digest"
+
+    bad = httpx.patch(
+        f"{notify}/v1/subscriptions/{sid}", json={"query": "(S-400 AND"}, headers=AUTH
+    )
+    assert bad.status_code == 422 and "query" in bad.text
+
+    both = httpx.post(
+        f"{notify}/v1/subscriptions",
+        json={**body, "webhook_url": "http://127.0.0.1:9/h", "email": "a@example.org"},
+        headers=AUTH,
+    )
+    assert both.status_code == 422 and "email" in both.text
+
+    assert httpx.delete(f"{notify}/v1/subscriptions/{sid}", headers=AUTH).status_code == 204
+    assert httpx.get(f"{notify}/v1/subscriptions/{sid}", headers=AUTH).status_code == 404
+
+
+def test_private_webhooks_are_refused_at_creation(redis_url: str, tmp_path) -> None:
+    settings = Settings(redis_url=redis_url, data_dir=tmp_path, allow_private_webhooks=False)
+    with serve(settings) as url:
+        for target, why in [
+            ("http://127.0.0.1:8080/hook", "loopback"),
+            ("http://localhost/hook", "loopback"),
+            ("http://10.0.0.7/hook", "private"),
+            ("http://169.254.169.254/latest/meta-data/", "metadata"),
+            ("http://[::ffff:192.168.0.1]/", "private"),
+            ("ftp://example.com/hook", "http"),
+        ]:
+            r = httpx.post(
+                f"{url}/v1/subscriptions",
+                json={"name": "x", "topics": ["cyber"], "webhook_url": target},
+            )
+            assert r.status_code == 422, (target, r.text)
+            assert "webhook_url" in r.text and why in r.text, (target, r.text)
+
+
+def parse_sse(lines: list[str]) -> tuple[list[dict[str, str]], list[str]]:
+    events, comments, current = [], [], {}
+    for line in lines:
+        if not line:
+            if current:
+                events.append(current)
+            current = {}
+        elif line.startswith(":"):
+            comments.append(line)
+        else:
+            field, _, value = line.partition(":")
+            current[field] = value.lstrip(" ")
+    return events, comments
+
+
+async def read_events(
+    url: str, headers: dict[str, str], want: int, on_open: Any = None
+) -> tuple[list[dict[str, str]], list[str]]:
+    lines: list[str] = []
+    async with httpx.AsyncClient(timeout=10) as client:
+        async with client.stream("GET", url, headers=headers) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            if on_open:
+                on_open()
+            async with asyncio.timeout(10):
+                async for line in response.aiter_lines():
+                    lines.append(line)
+                    events, comments = parse_sse(lines)
+                    if len(events) >= want and comments:
+                        return events, comments
+    raise AssertionError(f"stream ended early: {lines}")
+
+
+def test_alerts_history_and_live_stream(notify: str, receiver: Receiver, redis_url: str) -> None:
+    created = httpx.post(
+        f"{notify}/v1/subscriptions",
+        json={"name": "desk", "topics": ["air-defence-procurement"], "webhook_url": receiver.url},
+        headers=AUTH,
+    ).json()
+    sid, token = created["id"], created["read_token"]
+    for n in (1, 2, 3):
+        publish(redis_url, n)
+    publish(redis_url, 1)  # the same article again: no second alert
+    publish(redis_url, 9, topic="cyber")  # not matching
+    requests = receiver.wait_for(3)
+    secret = created["webhook_secret"]
+    alert_ids = [verify(r.headers, r.body, [secret]) for r in requests]
+    assert [r.json()["data"]["article"]["id"] for r in requests] == [
+        f"art_{n:024d}" for n in (1, 2, 3)
+    ]
+
+    reader = {"Authorization": f"Bearer {token}"}
+    got = httpx.get(f"{notify}/v1/subscriptions/{sid}/alerts", headers=reader)
+    assert got.status_code == 200, got.text
+    history = got.json()
+    assert [a["id"] for a in history["alerts"]] == alert_ids
+    after_first = httpx.get(
+        f"{notify}/v1/subscriptions/{sid}/alerts",
+        params={"since": alert_ids[0], "limit": 1, "token": token},
+    ).json()
+    assert [a["id"] for a in after_first["alerts"]] == [alert_ids[1]]
+    assert after_first["next_since"] == alert_ids[1]
+    assert httpx.get(f"{notify}/v1/subscriptions/{sid}/alerts").status_code == 401
+    wrong = {"Authorization": "Bearer swr_wrong"}
+    assert httpx.get(f"{notify}/v1/subscriptions/{sid}/alerts", headers=wrong).status_code == 401
+    bad_since = httpx.get(
+        f"{notify}/v1/subscriptions/{sid}/alerts", params={"since": "yesterday"}, headers=reader
+    )
+    assert bad_since.status_code == 422 and "since" in bad_since.text
+
+    # Reconnect with Last-Event-ID = first alert: alerts 2 and 3 are replayed, then the
+    # stream goes live and carries alert 4, published after the connection opened.
+    events, comments = asyncio.run(
+        read_events(
+            f"{notify}/v1/subscriptions/{sid}/stream",
+            {**reader, "Last-Event-ID": alert_ids[0]},
+            want=3,
+            on_open=lambda: publish(redis_url, 4),
+        )
+    )
+    assert [e["event"] for e in events] == ["alert"] * 3
+    assert [e["id"] for e in events[:2]] == alert_ids[1:]
+    live = json.loads(events[2]["data"])
+    assert live["article"]["id"] == f"art_{4:024d}" and events[2]["id"] == live["id"]
+    assert comments  # keep-alive comments
+
+
+def test_redeliver_and_secret_rotation(notify: str, receiver: Receiver, redis_url: str) -> None:
+    created = httpx.post(
+        f"{notify}/v1/subscriptions",
+        json={"name": "desk", "topics": ["air-defence-procurement"], "webhook_url": receiver.url},
+        headers=AUTH,
+    ).json()
+    sid, old = created["id"], created["webhook_secret"]
+    publish(redis_url, 1)
+    [first] = receiver.wait_for(1)
+    alert_id = first.headers["webhook-id"]
+
+    rotated = httpx.post(f"{notify}/v1/subscriptions/{sid}/rotate-secret", headers=AUTH).json()
+    new = rotated["webhook_secret"]
+    assert new != old and len(rotated["previous_secrets_valid_until"]) == 1
+
+    assert httpx.post(f"{notify}/v1/alerts/{alert_id}/redeliver").status_code == 401
+    r = httpx.post(f"{notify}/v1/alerts/{alert_id}/redeliver", headers=AUTH)
+    assert r.status_code == 202
+    _, again = receiver.wait_for(2)
+    assert again.headers["webhook-id"] == alert_id
+    assert len(again.headers["webhook-signature"].split()) == 2
+    for secret in (old, new):
+        assert verify(again.headers, again.body, [secret]) == alert_id
+    detail = httpx.get(f"{notify}/v1/alerts/{alert_id}", headers=AUTH).json()
+    assert [a["status"] for a in detail["attempts"]] == ["delivered"]
+    assert httpx.post(f"{notify}/v1/alerts/alt_nope/redeliver", headers=AUTH).status_code == 404

@@ -1,16 +1,31 @@
-"""Ingest's sub-commands: ``topicwatch publish``."""
+"""Ingest's sub-commands: ``publish``, ``rejected list|retry``, ``feeds add|list|remove|poll``
+and ``asyncapi``.
+
+They talk to the ingest HTTP API (not to Redis directly), so they work the same against
+``topicwatch up``'s embedded Redis, a remote deployment, and with API keys switched on.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from services.common.files import FileItem, read_all
-from services.common.settings import load_settings
+from services.common.settings import Settings, load_settings
+
+#: Attempts for a batch the service answered 503 to (Redis briefly away), with backoff.
+PUBLISH_ATTEMPTS = 5
 
 
 def register(subparsers: Any) -> None:
@@ -18,62 +33,389 @@ def register(subparsers: Any) -> None:
         "publish", help="send article files (JSON, JSON array, JSONL, or a folder) to ingest"
     )
     publish.add_argument("files", nargs="+", metavar="FILE")
-    publish.add_argument("--url", help="ingest base URL (default from settings)")
+    _add_url(publish)
     publish.add_argument("--batch", type=int, default=200, help="articles per request")
+    publish.add_argument(
+        "--quiet", action="store_true", help="no progress bar (the summary is still printed)"
+    )
     publish.set_defaults(func=cmd_publish)
 
+    rejected = subparsers.add_parser("rejected", help="inputs ingest refused, and retrying them")
+    rejected_sub = rejected.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = rejected_sub.add_parser("list", help="newest rejections with their reasons")
+    _add_url(listing)
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(func=cmd_rejected_list)
+    retry = rejected_sub.add_parser(
+        "retry", help="re-submit rejections (after fixing topicwatch or the payload)"
+    )
+    _add_url(retry)
+    retry.add_argument("ids", nargs="*", metavar="ENTRY_ID")
+    retry.add_argument("--all", action="store_true", help="every rejection (newest 1,000)")
+    retry.add_argument(
+        "--payload",
+        type=Path,
+        metavar="FILE",
+        help="a corrected JSON payload to submit instead (with exactly one ENTRY_ID)",
+    )
+    retry.set_defaults(func=cmd_rejected_retry)
 
-def cmd_publish(args: argparse.Namespace) -> int:
-    """POST the files' articles in batches; summary at the end, exit 1 if any was rejected."""
-    settings = load_settings()
+    feeds = subparsers.add_parser("feeds", help="RSS/Atom feeds ingest polls")
+    feeds_sub = feeds.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = feeds_sub.add_parser("add", help="poll a feed from now on")
+    add.add_argument("feed_url", metavar="URL")
+    _add_url(add)
+    add.set_defaults(func=cmd_feeds_add)
+    flist = feeds_sub.add_parser("list", help="feeds with last success, last error, items seen")
+    _add_url(flist)
+    flist.add_argument("--json", action="store_true")
+    flist.set_defaults(func=cmd_feeds_list)
+    remove = feeds_sub.add_parser("remove", help="stop polling a feed")
+    remove.add_argument("feed_url", metavar="URL")
+    _add_url(remove)
+    remove.set_defaults(func=cmd_feeds_remove)
+    poll = feeds_sub.add_parser("poll", help="poll every feed now")
+    _add_url(poll)
+    poll.set_defaults(func=cmd_feeds_poll)
+
+    asyncapi = subparsers.add_parser(
+        "asyncapi", help="write the AsyncAPI document of topicwatch's streams"
+    )
+    asyncapi.add_argument(
+        "-o", "--output", type=Path, default=None, help="file (.json or .yaml); default stdout"
+    )
+    asyncapi.add_argument("--format", choices=("json", "yaml"), default=None)
+    asyncapi.add_argument(
+        "--service", action="append", choices=("ingest", "classify", "notify"), default=None
+    )
+    asyncapi.set_defaults(func=cmd_asyncapi)
+
+
+def _add_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="ingest base URL (default from TOPICWATCH_HOST/_INGEST_PORT)")
+
+
+def _client(args: argparse.Namespace, settings: Settings, timeout: float = 60.0) -> httpx.Client:
     base = args.url or f"http://{settings.host}:{settings.ingest_port}"
     headers = {}
     keys = sorted(settings.api_key_values())
     if keys:
         headers["Authorization"] = f"Bearer {keys[0]}"
-    counts: Counter[str] = Counter()
-    reasons: list[str] = []
-    batch: list[FileItem] = []
+    return httpx.Client(base_url=base, headers=headers, timeout=timeout)
 
-    with httpx.Client(base_url=base, headers=headers, timeout=60.0) as client:
 
-        def flush() -> None:
-            if not batch:
-                return
-            response = client.post("/v1/articles", json=[item.value for item in batch])
-            if response.status_code == 202:
-                results = response.json()["articles"]
-            elif response.status_code == 422:
-                results = [{"status": "rejected", "reason": str(response.json()["detail"])}] * len(
-                    batch
-                )
-            else:
-                raise SystemExit(
-                    f"topicwatch: ingest answered {response.status_code}: {response.text[:500]}"
-                )
-            for item, result in zip(batch, results, strict=True):
-                counts[result["status"]] += 1
-                if result["status"] == "rejected":
-                    reasons.append(f"{item.source}: {result.get('reason', 'rejected')}")
-            batch.clear()
-
-        try:
-            for item in read_all(args.files):
-                if item.error:
-                    counts["rejected"] += 1
-                    reasons.append(f"{item.source}: {item.error}")
-                    continue
-                batch.append(item)
-                if len(batch) >= args.batch:
-                    flush()
-            flush()
-        except httpx.HTTPError as exc:
-            print(f"topicwatch: cannot reach ingest at {base}: {exc}", file=sys.stderr)
-            return 2
+def _fail(response: httpx.Response) -> int:
     print(
+        f"topicwatch: ingest answered {response.status_code}: {response.text[:500]}",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _unreachable(client: httpx.Client, exc: Exception) -> int:
+    print(f"topicwatch: cannot reach ingest at {client.base_url}: {exc}", file=sys.stderr)
+    return 2
+
+
+# --- publish ------------------------------------------------------------------------------
+
+
+class Tally:
+    """Outcomes of a publish run: counts, and every rejection with where it came from."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.rejections: list[tuple[str, str]] = []
+
+    def add(self, source: str, result: dict[str, Any]) -> None:
+        status = str(result.get("status", "rejected"))
+        self.counts[status] += 1
+        if status == "rejected":
+            self.rejections.append((source, str(result.get("reason") or "rejected")))
+
+
+def _batches(items: list[FileItem], size: int) -> Iterator[list[FileItem]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _send_batch(
+    client: httpx.Client,
+    batch: list[FileItem],
+    tally: Tally,
+    max_article_bytes: int,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """POST one batch as NDJSON (one line per article, exactly as read from the file)."""
+    sendable: list[FileItem] = []
+    for item in batch:
+        size = len(item.raw.encode("utf-8", errors="replace"))
+        if size > max_article_bytes:
+            tally.add(
+                item.source,
+                {
+                    "status": "rejected",
+                    "reason": f"article is {size} bytes, over the limit of {max_article_bytes}",
+                },
+            )
+        else:
+            sendable.append(item)
+    if not sendable:
+        return
+    body = "\n".join(json.dumps(item.value, ensure_ascii=False) for item in sendable) + "\n"
+    for attempt in range(PUBLISH_ATTEMPTS):
+        response = client.post(
+            "/v1/articles",
+            content=body.encode("utf-8"),
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+        if response.status_code in (202, 422) and "articles" in response.json():
+            for item, result in zip(sendable, response.json()["articles"], strict=True):
+                tally.add(item.source, result)
+            return
+        if response.status_code == 503 and attempt + 1 < PUBLISH_ATTEMPTS:
+            # What was stored comes back as duplicate on the retry: nothing is counted twice.
+            sleep(min(2.0**attempt, 10.0))
+            continue
+        raise PublishError(response)
+
+
+class PublishError(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        super().__init__(f"ingest answered {response.status_code}")
+
+
+def _summary(console: Console, tally: Tally) -> None:
+    counts = tally.counts
+    console.print(
         f"accepted {counts['accepted']}, duplicate {counts['duplicate']}, "
         f"rejected {counts['rejected']}"
     )
-    for reason in reasons:
-        print(f"  rejected {reason}")
-    return 1 if counts["rejected"] else 0
+    if tally.rejections:
+        table = Table("input", "reason", title="rejected", show_lines=False, expand=False)
+        for source, reason in tally.rejections:
+            table.add_row(source, reason)
+        console.print(table)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """POST the files' articles in batches; summary at the end, exit 1 if any was rejected."""
+    settings = load_settings()
+    console = Console(soft_wrap=True)
+    tally = Tally()
+    items: list[FileItem] = []
+    for path in args.files:
+        if not Path(path).exists():
+            tally.add(str(path), {"status": "rejected", "reason": "no such file or folder"})
+            continue
+        for item in read_all([path]):
+            if item.error:
+                tally.add(item.source, {"status": "rejected", "reason": item.error})
+            else:
+                items.append(item)
+    batch_size = max(1, min(args.batch, settings.ingest_max_batch))
+    show_progress = not args.quiet and len(items) > batch_size
+    progress = Progress(
+        TextColumn("publishing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not show_progress,
+        transient=True,
+    )
+    with _client(args, settings) as client, progress:
+        task = progress.add_task("publish", total=len(items))
+        try:
+            for batch in _batches(items, batch_size):
+                _send_batch(client, batch, tally, settings.ingest_max_article_bytes)
+                progress.advance(task, len(batch))
+        except httpx.HTTPError as exc:
+            return _unreachable(client, exc)
+        except PublishError as exc:
+            _summary(console, tally)
+            return _fail(exc.response)
+    _summary(console, tally)
+    return 1 if tally.counts["rejected"] else 0
+
+
+# --- rejected -----------------------------------------------------------------------------
+
+
+def cmd_rejected_list(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with _client(args, settings) as client:
+        try:
+            response = client.get("/v1/rejected", params={"limit": args.limit})
+        except httpx.HTTPError as exc:
+            return _unreachable(client, exc)
+    if response.status_code != 200:
+        return _fail(response)
+    data = response.json()
+    if args.json:
+        for entry in data["rejected"]:
+            print(json.dumps(entry, ensure_ascii=False))
+        return 0
+    console = Console(soft_wrap=True)
+    table = Table("entry id", "rejected at", "via", "reason", "payload")
+    for entry in data["rejected"]:
+        payload = str(entry.get("payload", entry.get("unreadable", "")))
+        table.add_row(
+            entry["entry_id"],
+            str(entry.get("rejected_at", ""))[:19],
+            str(entry.get("received_via", "")),
+            str(entry.get("reason", "unreadable entry")),
+            payload[:60] + ("..." if len(payload) > 60 else ""),
+        )
+    console.print(table)
+    console.print(f"{len(data['rejected'])} shown of {data['total']} rejected")
+    return 0
+
+
+def cmd_rejected_retry(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if not args.ids and not args.all:
+        print("topicwatch: name ENTRY_IDs to retry, or --all", file=sys.stderr)
+        return 2
+    request: dict[str, Any] = {"ids": args.ids, "all": args.all}
+    if args.payload is not None:
+        if len(args.ids) != 1:
+            print("topicwatch: --payload needs exactly one ENTRY_ID", file=sys.stderr)
+            return 2
+        try:
+            request["payloads"] = {args.ids[0]: json.loads(args.payload.read_text())}
+        except (OSError, ValueError) as exc:
+            print(f"topicwatch: cannot read {args.payload}: {exc}", file=sys.stderr)
+            return 2
+    with _client(args, settings) as client:
+        try:
+            response = client.post("/v1/rejected/retry", json=request)
+        except httpx.HTTPError as exc:
+            return _unreachable(client, exc)
+    if response.status_code != 200:
+        return _fail(response)
+    results = response.json()["results"]
+    counts: Counter[str] = Counter()
+    for result in results:
+        counts[result["status"]] += 1
+        line = f"{result['entry_id']}: {result['status']}"
+        if result.get("reason"):
+            line += f" ({result['reason']})"
+        print(line)
+    print(", ".join(f"{status} {n}" for status, n in sorted(counts.items())) or "nothing to retry")
+    return 1 if counts["rejected"] or counts["not_found"] else 0
+
+
+# --- feeds --------------------------------------------------------------------------------
+
+
+def _feeds_table(feeds: list[dict[str, Any]]) -> Table:
+    table = Table("feed", "title", "last success", "last outcome", "items seen", "last error")
+    for feed in feeds:
+        table.add_row(
+            feed["url"],
+            feed.get("title") or "",
+            str(feed.get("last_success_at") or "never")[:19],
+            feed.get("last_outcome", ""),
+            str(feed.get("items_seen", 0)),
+            feed.get("last_error") or "",
+        )
+    return table
+
+
+def cmd_feeds_add(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with _client(args, settings) as client:
+        try:
+            response = client.post("/v1/feeds", json={"url": args.feed_url})
+        except httpx.HTTPError as exc:
+            return _unreachable(client, exc)
+    if response.status_code == 201:
+        print(f"added {response.json()['url']}")
+        return 0
+    if response.status_code == 200:
+        print(f"already polled: {response.json()['url']}")
+        return 0
+    return _fail(response)
+
+
+def cmd_feeds_list(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with _client(args, settings) as client:
+        try:
+            response = client.get("/v1/feeds")
+        except httpx.HTTPError as exc:
+            return _unreachable(client, exc)
+    if response.status_code != 200:
+        return _fail(response)
+    feeds = response.json()["feeds"]
+    if args.json:
+        for feed in feeds:
+            print(json.dumps(feed))
+    elif feeds:
+        Console(soft_wrap=True).print(_feeds_table(feeds))
+    else:
+        print("no feeds (add one with `topicwatch feeds add URL`)")
+    return 0
+
+
+def cmd_feeds_remove(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with _client(args, settings) as client:
+        try:
+            response = client.delete("/v1/feeds", params={"url": args.feed_url})
+        except httpx.HTTPError as exc:
+            return _unreachable(client, exc)
+    if response.status_code == 200:
+        print(f"removed {args.feed_url}")
+        return 0
+    if response.status_code == 404:
+        print(f"topicwatch: no feed {args.feed_url}", file=sys.stderr)
+        return 1
+    return _fail(response)
+
+
+def cmd_feeds_poll(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with _client(args, settings, timeout=300.0) as client:
+        try:
+            response = client.post("/v1/feeds/poll")
+        except httpx.HTTPError as exc:
+            return _unreachable(client, exc)
+    if response.status_code != 200:
+        return _fail(response)
+    feeds = response.json()["feeds"]
+    Console(soft_wrap=True).print(_feeds_table(feeds))
+    return 1 if any(feed.get("last_outcome") == "error" for feed in feeds) else 0
+
+
+# --- asyncapi -----------------------------------------------------------------------------
+
+
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    """Build every service's FastStream app (nothing connects) and merge their documents."""
+    from services.ingest.asyncapi import SERVICES, build_document, render
+
+    settings = load_settings()
+    if not settings.redis_url:
+        # The document names the server; without a configured one, the embedded default.
+        settings = settings.model_copy(
+            update={"redis_url": f"redis://127.0.0.1:{settings.embedded_redis_port}"}
+        )
+    services = tuple(args.service) if args.service else SERVICES
+    document, failures = build_document(settings, services)
+    for failure in failures:
+        print(f"topicwatch: could not build {failure}", file=sys.stderr)
+    fmt = args.format or (
+        "yaml" if args.output and args.output.suffix in (".yaml", ".yml") else "json"
+    )
+    text = render(document, fmt)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+        print(f"wrote {args.output} ({len(document['channels'])} channels)")
+    return 1 if failures else 0

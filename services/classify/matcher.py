@@ -1,0 +1,289 @@
+"""Text normalisation and one Aho-Corasick automaton for every pattern of every topic.
+
+Why this shape: matching cost must not grow with the number of topics, so every phrase of
+every topic, lexicon and gazetteer is compiled once into a single ``pyahocorasick``
+automaton and the text is scanned once.  Tolerance (case, hyphens, spacing, possessives,
+British/American spelling, ``S-400``/``S400``/``S 400``) is achieved by normalising the text
+and the patterns with the *same* function, plus a few generated spelling variants of each
+pattern, so that the scan itself stays a plain exact multi-pattern search.
+
+Normalisation of a text is *length preserving* up to the final collapsing of space runs,
+which is undone through a small offset table; that keeps the whole step in C-speed string
+operations (no Python loop per character or token) and still lets every hit be mapped back
+to a character span of the original text for evidence.
+
+Word boundaries come for free: the normalised text is a single space-separated token
+string wrapped in spaces, and every key is `` token token `` with a space on both sides, so
+``arrow`` cannot match inside ``arrowhead`` and ``tor`` not inside ``torpedo``.  A pattern
+ending in ``*`` is a token *prefix* (``procur*`` matches procure, procured, procurement).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import ahocorasick
+
+# Possessive 's (straight or curly apostrophe) at the end of a word: "Turkey's" -> "Turkey".
+# Without this the stray "s" token would make "Turkey's 400 troops" look like "S 400".
+_POSSESSIVE_RE = re.compile(r"(?<=\w)['’]s\b")
+# Everything that is not a letter or digit separates tokens.
+_NON_WORD_RE = re.compile(r"[\W_]")
+_SPACE_RUN_RE = re.compile(r" {2,}")
+# Boundary between letters and digits inside a token: "s400" / "pac3" / "hq9b".
+_ALNUM_SPLIT_RE = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
+
+#: Spelling variants that are the same word to an analyst.  Each set is closed: any member
+#: in a pattern also generates all the others.  Deliberately explicit (no blanket -our/-or
+#: rule, which would turn "four" into "for").
+SPELLING_CLASSES: tuple[frozenset[str], ...] = tuple(
+    frozenset(group)
+    for group in (
+        ("defence", "defense"),
+        ("defences", "defenses"),
+        ("offence", "offense"),
+        ("offensive", "offensive"),
+        ("licence", "license"),
+        ("licences", "licenses"),
+        ("licensing", "licencing"),
+        ("manoeuvre", "maneuver"),
+        ("manoeuvres", "maneuvers"),
+        ("manoeuvring", "maneuvering"),
+        ("programme", "program"),
+        ("programmes", "programs"),
+        ("armour", "armor"),
+        ("armoured", "armored"),
+        ("centre", "center"),
+        ("metre", "meter"),
+        ("kilometre", "kilometer"),
+        ("kilometres", "kilometers"),
+        ("sulphur", "sulfur"),
+        ("harbour", "harbor"),
+        ("harbouring", "harboring"),
+        ("catalogue", "catalog"),
+        ("cheque", "check"),
+        ("judgement", "judgment"),
+        ("travelled", "traveled"),
+        ("labelled", "labeled"),
+        ("fuelled", "fueled"),
+        ("cancelled", "canceled"),
+        ("modelling", "modeling"),
+        ("dialogue", "dialog"),
+        ("counterterrorism", "counter terrorism"),
+        ("cyberattack", "cyber attack"),
+        ("cyberattacks", "cyber attacks"),
+        ("wargame", "war game"),
+        ("wargames", "war games"),
+        ("wargaming", "war gaming"),
+        ("antiaircraft", "anti aircraft"),
+        ("antimissile", "anti missile"),
+        ("antisatellite", "anti satellite"),
+    )
+)
+_SPELLING_MAP: dict[str, frozenset[str]] = {
+    member: group for group in SPELLING_CLASSES for member in group
+}
+_COMPOUND_CLASSES: tuple[frozenset[str], ...] = tuple(
+    group for group in SPELLING_CLASSES if any(" " in member for member in group)
+)
+# -ise/-ize, -isation/-ization, -ised/-ized, -ising/-izing: one rule covers hundreds of words.
+_ISE_RE = re.compile(r"^(\w{3,})i([sz])(e|es|ed|ing|ation|ations)$")
+
+
+def fold(text: str) -> str:
+    """Lower-case, drop possessive 's and turn every non-alphanumeric character into a space.
+
+    The result has exactly the length of ``text`` so positions map one to one.
+    """
+    low = text.lower()
+    if len(low) != len(text):
+        # A handful of characters (e.g. "İ") lower-case to two code points; keep one.
+        low = "".join(ch.lower()[:1] or " " for ch in text)
+    low = _POSSESSIVE_RE.sub("  ", low)
+    return _NON_WORD_RE.sub(" ", low)
+
+
+@dataclass(frozen=True, slots=True)
+class NormalisedText:
+    """The folded, space-collapsed text and the table mapping its offsets to the original."""
+
+    text: str  # " tok tok tok " (leading and trailing space)
+    _run_pos: tuple[int, ...]
+    _removed: tuple[int, ...]
+
+    def original_offset(self, pos: int) -> int:
+        """Offset in the original text of the character at ``pos`` of :attr:`text`."""
+        p = pos - 1  # the leading space is not in the original
+        k = bisect.bisect_right(self._run_pos, p) - 1
+        return p + (self._removed[k] if k >= 0 else 0)
+
+    def word_index(self, pos: int) -> int:
+        """Index of the token starting at ``pos`` (count of separators before it)."""
+        return self.text.count(" ", 0, pos) - 1
+
+
+def normalise(text: str) -> NormalisedText:
+    """Fold ``text`` and collapse space runs, remembering where characters came from."""
+    folded = fold(text)
+    run_pos: list[int] = []
+    removed: list[int] = []
+    total = 0
+    for m in _SPACE_RUN_RE.finditer(folded):
+        # After this run, collapsed offsets are shifted by the run's length minus one.
+        total += m.end() - m.start() - 1
+        run_pos.append(m.end() - total)
+        removed.append(total)
+    collapsed = _SPACE_RUN_RE.sub(" ", folded) if run_pos else folded
+    return NormalisedText(" " + collapsed + " ", tuple(run_pos), tuple(removed))
+
+
+def pattern_tokens(pattern: str) -> tuple[list[str], bool]:
+    """Tokens of a pattern as they appear in normalised text, and whether it is a prefix."""
+    prefix = pattern.rstrip().endswith("*")
+    core = pattern.rstrip().rstrip("*")
+    tokens = fold(core).split()
+    return tokens, prefix
+
+
+def _token_variants(token: str) -> set[str]:
+    out = {token}
+    if token in _SPELLING_MAP:
+        out |= _SPELLING_MAP[token]
+    m = _ISE_RE.match(token)
+    if m and m.group(1) not in {"prec", "conc", "exerc", "adv", "surpr", "compr", "rev"}:
+        stem, _, tail = m.groups()
+        out |= {f"{stem}is{tail}", f"{stem}iz{tail}"}
+    # Letter/digit boundaries: "s400" and "s 400" are the same designation.
+    split = _ALNUM_SPLIT_RE.sub(" ", token)
+    if split != token:
+        out.add(split)
+    return out
+
+
+def pattern_keys(pattern: str) -> list[str]:
+    """All automaton keys for ``pattern``: spelling, joining and splitting variants.
+
+    A key is the normalised token string with a leading space and, unless the pattern is a
+    prefix (``word*``), a trailing space, so that it only matches whole tokens.
+    """
+    tokens, prefix = pattern_tokens(pattern)
+    if not tokens:
+        return []
+    per_token = [sorted(_token_variants(t)) for t in tokens]
+    phrases: set[str] = set()
+    for combo in itertools.product(*per_token):
+        phrases.add(" ".join(combo))
+    # Closed compounds written as one word or two: "counter terrorism" / "counterterrorism".
+    for phrase in list(phrases):
+        padded = f" {phrase} "
+        for group in _COMPOUND_CLASSES:
+            for member in group:
+                if f" {member} " in padded:
+                    for other in group - {member}:
+                        phrases.add(padded.replace(f" {member} ", f" {other} ").strip())
+    # Adjacent letter+digit tokens may be written joined: "s 400" -> "s400", "pac 3" -> "pac3".
+    for phrase in list(phrases):
+        parts = phrase.split(" ")
+        joins = [
+            i
+            for i in range(len(parts) - 1)
+            if parts[i]
+            and parts[i + 1]
+            and (parts[i][-1].isdigit() != parts[i + 1][0].isdigit())
+            and len(parts[i]) <= 4
+            and len(parts[i + 1]) <= 4
+        ]
+        for r in range(1, len(joins) + 1):
+            for chosen in itertools.combinations(joins, r):
+                buf = parts[0]
+                for i in range(1, len(parts)):
+                    buf += ("" if (i - 1) in chosen else " ") + parts[i]
+                phrases.add(buf)
+    return [" " + p + ("" if prefix else " ") for p in sorted(phrases)]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One occurrence of an atom: normalised and original spans, word index."""
+
+    atom: int
+    start: int  # original text offsets, end exclusive
+    end: int
+    word: int  # index of the first token
+
+
+class PatternMatcher:
+    """Compiles atoms (distinct normalised patterns) into one automaton and scans texts."""
+
+    def __init__(self) -> None:
+        self._atoms: dict[tuple[str, bool], int] = {}
+        self.atom_labels: list[str] = []
+        self._keys: dict[str, set[int]] = {}
+        self._automaton: ahocorasick.Automaton | None = None
+
+    def add(self, pattern: str) -> int:
+        """Register ``pattern`` and return its atom id (the same id for equivalent patterns)."""
+        tokens, prefix = pattern_tokens(pattern)
+        if not tokens:
+            raise ValueError(f"pattern {pattern!r} has no letters or digits")
+        canon = (" ".join(tokens), prefix)
+        atom = self._atoms.get(canon)
+        if atom is not None:
+            return atom
+        atom = len(self.atom_labels)
+        self._atoms[canon] = atom
+        self.atom_labels.append(canon[0] + ("*" if prefix else ""))
+        for key in pattern_keys(pattern):
+            self._keys.setdefault(key, set()).add(atom)
+        self._automaton = None
+        return atom
+
+    @property
+    def size(self) -> int:
+        return len(self._keys)
+
+    def compile(self) -> None:
+        automaton = ahocorasick.Automaton()
+        for key, atoms in self._keys.items():
+            automaton.add_word(key, (len(key), key.endswith(" "), tuple(sorted(atoms))))
+        automaton.make_automaton()
+        self._automaton = automaton
+
+    def scan(self, text: str) -> tuple[NormalisedText, list[Hit]]:
+        """All atom hits in ``text``, in order of their end position."""
+        if self._automaton is None:
+            self.compile()
+        automaton = self._automaton
+        assert automaton is not None
+        norm = normalise(text)
+        ntext = norm.text
+        hits: list[Hit] = []
+        if not self._keys:
+            return norm, hits
+        for end_idx, (klen, whole, atoms) in automaton.iter(ntext):
+            nstart = end_idx - klen + 2  # first character of the first token
+            if whole:
+                nend = end_idx  # exclusive: the trailing space
+            else:
+                nend = ntext.find(" ", end_idx)
+            start = norm.original_offset(nstart)
+            end = norm.original_offset(nend - 1) + 1
+            word = norm.word_index(nstart)
+            for atom in atoms:
+                hits.append(Hit(atom, start, end, word))
+        return norm, hits
+
+
+def iter_unique(items: Iterable[str]) -> list[str]:
+    """Items in first-seen order without duplicates (patterns listed twice are harmless)."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            out.append(item)
+    return out

@@ -1,0 +1,123 @@
+"""Sentence boundaries and page-chrome detection for the classifier.
+
+Why: rules that need two things "in the same sentence" need sentences, and an article's
+tags must not move because of the site chrome around it (banners such as "The Largest
+Security-Cleared Career Network for Defense and Intelligence Jobs - JOIN NOW", "Subscribe
+to our newsletter", "Related: ..." link rows, adverts, a repeated headline).  The ingest
+service strips chrome, but ``topicwatch classify`` reads raw bodies, so the classifier
+itself only counts evidence found in *prose*: body lines that read like sentences.
+
+A body line is prose when it is long (>= 20 words), or it ends like a sentence (``.``,
+``!``, ``?``, a closing quote, an ellipsis) and has at least 4 words, and it is not a
+recognisable chrome line (navigation rows joined by ``|``, "Related:", "Advertisement",
+copyright lines...).  The title is always prose.  If no body line qualifies (a feed summary
+without punctuation), the whole body is treated as prose rather than dropped.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+
+_LINE_RE = re.compile(r"[^\n]+")
+_WORD_RE = re.compile(r"[^\W_]+")
+_TERMINAL = (".", "!", "?", '"', "”", "’", "'", "…", "]")
+_CHROME_RE = re.compile(
+    r"^\W*(related|read more|see also|more from|recommended|subscribe|sign up|sign in|log in|"
+    r"join (now|us|the|our)|follow us|share (this|on)|advertisement|advert|sponsored|"
+    r"copyright|\(c\)|©|all rights reserved|click here|download (our|the) app|"
+    r"cookie|privacy policy|terms of (use|service)|newsletter)\b",
+    re.IGNORECASE,
+)
+# Sentence ends: terminal punctuation (+ closing quotes/brackets) then space and a capital,
+# digit or opening quote; or any line break.
+_SENTENCE_END_RE = re.compile(r"[.!?…][\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|\n+")
+# "WARSAW, Sept 19 (Defence Wire Service) - ", "MOSCOW (Sputnik) - ": the place names in a
+# dateline say where the story was filed, not what it is about (a Swiss dateline must not
+# make a football club's "sanctions" an act of state).
+_DATELINE_DASH_RE = re.compile(r"\s[-–—]{1,2}\s")
+_DATELINE_HEAD_RE = re.compile(r"^\W*[A-Z][A-Z'’.-]{2,}\b")
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof gen lt col maj capt sgt adm cmdr gov sen rep rev st no vs "
+    "jan feb mar apr jun jul aug sep sept oct nov dec inc corp co ltd jr sr u.s u.k "
+    "e.g i.e etc approx dept est fig".split()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where sentences end and which character ranges are not prose."""
+
+    sentence_ends: tuple[int, ...]
+    chrome: tuple[tuple[int, int], ...]  # (start, end) ranges of non-prose lines
+    _chrome_starts: tuple[int, ...]
+
+    def sentence_of(self, pos: int) -> int:
+        return bisect.bisect_right(self.sentence_ends, pos)
+
+    def is_chrome(self, pos: int) -> bool:
+        k = bisect.bisect_right(self._chrome_starts, pos) - 1
+        return k >= 0 and pos < self.chrome[k][1]
+
+
+def is_prose_line(line: str) -> bool:
+    """Does this body line read like article text rather than page furniture?"""
+    stripped = line.strip()
+    if not stripped or _CHROME_RE.match(stripped):
+        return False
+    if stripped.count(" | ") >= 2 or stripped.count("|") >= 3:
+        return False
+    words = len(_WORD_RE.findall(stripped))
+    if words >= 20:
+        return True
+    return words >= 4 and stripped.endswith(_TERMINAL)
+
+
+def dateline_length(line: str) -> int:
+    """Length of a leading wire-style dateline in ``line`` (0 if there is none)."""
+    m = _DATELINE_DASH_RE.search(line, 0, 140)
+    if m is None:
+        return 0
+    head = line[: m.start()]
+    if ("(" in head and head.rstrip().endswith(")")) or _DATELINE_HEAD_RE.match(head):
+        return m.end()
+    return 0
+
+
+def _sentence_ends(text: str) -> list[int]:
+    ends: list[int] = []
+    for m in _SENTENCE_END_RE.finditer(text):
+        if text[m.start()] == ".":
+            # "Gen. Smith", "Sept. 1", "U.S. officials": not the end of a sentence.
+            j = m.start()
+            i = j
+            while i > 0 and (text[i - 1].isalpha() or text[i - 1] == "."):
+                i -= 1
+            word = text[i:j].lower()
+            if word in _ABBREVIATIONS or (len(word) == 1 and text[i:j].isupper()):
+                continue
+        ends.append(m.end())
+    return ends
+
+
+def layout(text: str, body_start: int) -> Layout:
+    """Lay out ``text`` (title, newline, body): sentences everywhere, chrome in the body only."""
+    chrome: list[tuple[int, int]] = []
+    any_prose = False
+    for m in _LINE_RE.finditer(text, body_start):
+        line = m.group()
+        if is_prose_line(line):
+            any_prose = True
+            cut = dateline_length(line)
+            if cut:
+                chrome.append((m.start(), m.start() + cut))
+        else:
+            chrome.append((m.start(), m.end()))
+    if not any_prose:
+        chrome = []
+    return Layout(
+        sentence_ends=tuple(_sentence_ends(text)),
+        chrome=tuple(chrome),
+        _chrome_starts=tuple(start for start, _ in chrome),
+    )

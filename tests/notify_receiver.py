@@ -12,12 +12,16 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 
 from services.common.redis_server import free_port
+from services.common.settings import Settings
+from services.notify.app import create_app
 
 
 @dataclass
@@ -137,3 +141,25 @@ class Receiver:
                     return list(self.requests)
             await asyncio.sleep(0.01)
         raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
+
+
+@contextmanager
+def serve(settings: Settings, **kwargs: Any) -> Iterator[str]:
+    """The whole notify app (consumer, worker, API) in uvicorn on 127.0.0.1; yields its URL."""
+    port = free_port()
+    app = create_app(settings, **kwargs)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("notify app did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)

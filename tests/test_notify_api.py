@@ -8,48 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
 import redis as redis_sync
-import uvicorn
 
 from services.common.models import Article, ClassifiedArticle, TopicTag
-from services.common.redis_server import free_port
 from services.common.settings import Settings
 from services.common.streams import StreamNames, encode
-from services.notify.app import create_app
 from services.notify.signing import verify
-from tests.notify_receiver import Receiver
+from tests.notify_receiver import Receiver, serve
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-@contextmanager
-def serve(settings: Settings, **kwargs: Any) -> Iterator[str]:
-    port = free_port()
-    app = create_app(settings, **kwargs)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("notify app did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 @pytest.fixture

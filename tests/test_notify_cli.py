@@ -1,0 +1,153 @@
+"""``topicwatch subscribe``, ``tail`` and ``dead-letters list|replay`` against the real service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis as redis_sync
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+
+from services.cli import main
+from services.common.models import Alert, AlertArticle, AlertTopic
+from services.common.settings import Settings
+from services.common.streams import StreamNames
+from services.notify.alerts import AlertKeys, AlertWriter
+from services.notify.channels.base import DeliveryOutcome
+from services.notify.delivery import DeliveryMetrics, DeliveryWorker, InFlight
+from services.notify.retry import RetryPolicy
+from services.notify.store import SubscriptionStore
+from tests.notify_receiver import Receiver, serve
+from tests.test_notify_api import publish
+
+KEY = "cli-key"
+
+
+@pytest.fixture
+def env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOPICWATCH_REDIS_URL", redis_url)
+    monkeypatch.setenv("TOPICWATCH_API_KEYS", KEY)
+    monkeypatch.setenv("TOPICWATCH_ALLOW_PRIVATE_WEBHOOKS", "true")
+
+
+@pytest.fixture
+def notify(redis_url: str, tmp_path: Path, env: None) -> Iterator[str]:
+    settings = Settings(
+        redis_url=redis_url,
+        data_dir=tmp_path,
+        api_keys=KEY,
+        allow_private_webhooks=True,
+        read_block_ms=50,
+    )
+    with serve(settings, sse_ping_seconds=0.5) as url:
+        yield url
+
+
+def test_subscribe_then_tail(notify: str, redis_url: str, capsys: pytest.CaptureFixture) -> None:
+    with Receiver() as receiver:
+        code = main(
+            [
+                "subscribe",
+                "--topic",
+                "air-defence-procurement",
+                "--query",
+                "S-400",
+                "--webhook",
+                receiver.url,
+                "--url",
+                notify,
+                "--json",
+            ]
+        )
+        assert code == 0
+        created = json.loads(capsys.readouterr().out)
+        assert created["webhook_url"] == receiver.url and created["query"] == "S-400"
+        publish(redis_url, 1)
+        receiver.wait_for(1)
+    code = main(
+        [
+            "tail",
+            created["id"],
+            "--token",
+            created["read_token"],
+            "--since",
+            "0",
+            "--count",
+            "1",
+            "--url",
+            notify,
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Story 1: Turkey takes S-400 batch" in out
+    assert "air-defence-procurement 0.90" in out
+
+
+def test_subscribe_errors_name_the_field(notify: str, capsys: pytest.CaptureFixture) -> None:
+    code = main(["subscribe", "--topic", "cyber", "--query", "(unclosed", "--url", notify])
+    assert code == 1
+    assert "query" in capsys.readouterr().err
+    assert main(["subscribe", "--url", notify]) == 2
+
+
+def test_tail_refuses_a_wrong_token(notify: str, capsys: pytest.CaptureFixture) -> None:
+    created = json.loads(
+        httpx.post(
+            f"{notify}/v1/subscriptions",
+            json={"name": "x", "topics": ["cyber"]},
+            headers={"Authorization": f"Bearer {KEY}"},
+        ).text
+    )
+    assert main(["tail", created["id"], "--token", "swr_nope", "--url", notify]) == 1
+    assert "401" in capsys.readouterr().err
+
+
+async def _dead_letter_one(redis_url: str) -> str:
+    client = aioredis.Redis.from_url(redis_url)
+    names = StreamNames()
+    worker = DeliveryWorker(
+        client,
+        names,
+        SubscriptionStore(client, names),
+        {},
+        RetryPolicy(),
+        DeliveryMetrics(CollectorRegistry()),
+    )
+    alert = Alert(
+        id="alt_deadbeef",
+        subscription_id="sub_gone",
+        article=AlertArticle(id="art_1", title="Lost story"),
+        topics=[AlertTopic(id="cyber", score=0.7)],
+    )
+    await AlertWriter(client, names).create(alert, now=worker.now(), deliver=False)
+    flight = InFlight(alert.id, (), (alert.id,), False, "immediate")
+    await worker._record(alert.id, DeliveryOutcome.permanent("HTTP 400: nope", 400))
+    await worker._dead_letter(flight, [alert], "webhook", "permanent: HTTP 400: nope")
+    await client.aclose()
+    return alert.id
+
+
+def test_dead_letters_list_and_replay(env: None, redis_url: str, capsys) -> None:
+    alert_id = asyncio.run(_dead_letter_one(redis_url))
+    assert main(["dead-letters", "list"]) == 0
+    out = capsys.readouterr().out
+    assert alert_id in out and "HTTP 400: nope" in out and "1 dead-lettered" in out
+    assert main(["dead-letters", "list", "--json"]) == 0
+    [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["attempts"][0]["status_code"] == 400
+
+    assert main(["dead-letters", "replay", "alt_unknown"]) == 1
+    assert main(["dead-letters", "replay", "--all"]) == 0
+    assert f"queued {alert_id}" in capsys.readouterr().out
+    client = redis_sync.Redis.from_url(redis_url, decode_responses=True)
+    keys = AlertKeys(StreamNames())
+    assert client.xlen(StreamNames().alerts_dead) == 0
+    assert client.lrange(keys.queue("sub_gone"), 0, -1)[0].startswith(alert_id)
+    assert client.zscore(keys.due, "sub_gone") is not None
+    client.close()

@@ -97,13 +97,11 @@ def test_subscribe_errors_name_the_field(notify: str, capsys: pytest.CaptureFixt
 
 
 def test_tail_refuses_a_wrong_token(notify: str, capsys: pytest.CaptureFixture) -> None:
-    created = json.loads(
-        httpx.post(
-            f"{notify}/v1/subscriptions",
-            json={"name": "x", "topics": ["cyber"]},
-            headers={"Authorization": f"Bearer {KEY}"},
-        ).text
-    )
+    created = httpx.post(
+        f"{notify}/v1/subscriptions",
+        json={"name": "x", "topics": ["cyber"]},
+        headers={"Authorization": f"Bearer {KEY}"},
+    ).json()
     assert main(["tail", created["id"], "--token", "swr_nope", "--url", notify]) == 1
     assert "401" in capsys.readouterr().err
 

@@ -11,6 +11,7 @@ Layout (under the stream prefix):
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -18,6 +19,8 @@ from pydantic import ValidationError
 
 from services.common.streams import StreamNames
 from services.notify.subscriptions import Subscription
+
+log = logging.getLogger(__name__)
 
 
 class SubscriptionStore:
@@ -79,10 +82,12 @@ class SubscriptionStore:
 
 
 def _load(raw: bytes | str) -> Subscription | None:
-    """A stored document; one that no longer validates is skipped, never crashes matching."""
+    """A stored document; one that no longer validates is logged and skipped, so one bad
+    document (written by an older version, or by hand) cannot stop matching for everyone."""
     try:
         return Subscription.model_validate_json(raw)
-    except ValidationError:
+    except ValidationError as exc:
+        log.error("stored subscription does not validate, skipped: %s", exc)
         return None
 
 

@@ -320,3 +320,42 @@ async def test_email_subscription_gets_mail(aredis: aioredis.Redis) -> None:
         await harness.webhook.aclose()
     finally:
         controller.stop()
+
+
+async def test_retries_and_in_flight_messages_survive_a_restart(
+    h: Harness, receiver: Receiver
+) -> None:
+    """A worker that dies mid-way leaves everything in Redis; a new one finishes the job."""
+    sub = await h.subscribe(webhook_url=receiver.url)
+    first, second = await h.alert(sub), await h.alert(sub)
+    receiver.reply(Reply(503))
+    await h.step()  # attempt 1 fails; retry due in 5 s
+    # "Restart": a brand-new worker (new process) over the same Redis.
+    fresh = Harness(h.client, h.clock, (0, 5, 300, 1800))
+    await fresh.step(seconds=5)
+    assert ids(receiver) == [first.id, first.id, second.id]
+    assert [a["status"] for a in await fresh.worker.attempts(first.id)] == [
+        "retryable",
+        "delivered",
+    ]
+    await fresh.webhook.aclose()
+
+
+async def test_a_crash_between_planning_and_sending_resends_the_same_message(
+    h: Harness, receiver: Receiver
+) -> None:
+    sub = await h.subscribe(webhook_url=receiver.url, delivery="digest", digest_interval_minutes=5)
+    a1, a2 = await h.alert(sub), await h.alert(sub)
+    h.clock.advance(minutes=5)
+    # The worker claims and plans (the digest is now in flight), then dies before sending.
+    assert await h.worker.claim() == [sub.id]
+    flight, _ = await h.worker._plan(sub.id, await h.store.get(sub.id))
+    assert flight is not None and flight.digest
+    await h.alert(sub)  # more arrives while nobody is working
+    assert await h.step() == 0  # still leased to the dead worker
+    fresh = Harness(h.client, h.clock, (0, 5))
+    await fresh.step(seconds=h.worker.lease_seconds)
+    body = receiver.requests[0].json()
+    assert receiver.requests[0].headers["webhook-id"] == flight.id
+    assert [a["alert_id"] for a in body["data"]["alerts"]] == [a1.id, a2.id]
+    await fresh.webhook.aclose()

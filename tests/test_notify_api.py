@@ -98,6 +98,13 @@ def test_subscription_crud_and_auth(notify: str) -> None:
         f"{notify}/v1/subscriptions/{sid}", json={"query": "(S-400 AND"}, headers=AUTH
     )
     assert bad.status_code == 422 and "query" in bad.text
+    no_interval = httpx.patch(
+        f"{notify}/v1/subscriptions/{sid}",
+        json={"digest_interval_minutes": None},
+        headers=AUTH,
+    )
+    assert no_interval.status_code == 422, no_interval.text
+    assert no_interval.json()["detail"][0]["field"] == "digest_interval_minutes"
 
     both = httpx.post(
         f"{notify}/v1/subscriptions",

@@ -21,9 +21,11 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common.http import require_api_key
+from services.common.models import field_errors
 from services.common.settings import Settings
 from services.common.streams import DATA_FIELD
 from services.notify.alerts import AlertKeys
@@ -207,8 +209,9 @@ def build_router(
             await check_url(body.webhook_url)
         try:
             changed = current.apply(body, now=now())
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            raise HTTPException(422, detail=str(exc)) from None
+        except ValidationError as exc:  # the merged whole is invalid (e.g. digest, no interval)
+            detail = [e.model_dump() for e in field_errors(exc)]
+            raise HTTPException(422, detail=detail) from None
         check_one_channel(changed)
         await store.put(changed)
         view = public_view(changed)

@@ -105,7 +105,10 @@ def build_router(pipeline: IngestPipeline) -> APIRouter:
             items = []
         if not items:
             return JSONResponse(
-                {"detail": [{"field": "(body)", "message": "no articles in the request"}]},
+                {
+                    "detail": [{"field": "(body)", "message": "no articles in the request"}],
+                    "articles": [],
+                },
                 status_code=422,
             )
         settings = pipeline.settings

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -88,8 +89,27 @@ def dump_payload(payload: Any, fallback: str = "") -> str:
         return fallback or f"<unserialisable {type(payload).__name__}>"
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with lone surrogates in every string replaced by U+FFFD.
+
+    JSON may spell them (``"\\udcff"``) though they are not Unicode text: left in, they make
+    every later UTF-8 encoding — the stored event, the rejection record — fail.
+    """
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [scrub(item) for item in value]
+    if isinstance(value, dict):
+        return {scrub(key): scrub(item) for key, item in value.items()}
+    return value
+
+
 def keep_payload(raw: str) -> str:
     """What a rejection stores of the original payload: all of it, unless it is huge."""
+    raw = _SURROGATES.sub("\ufffd", raw)
     if len(raw) <= MAX_KEPT_PAYLOAD:
         return raw
     return raw[:MAX_KEPT_PAYLOAD] + f"\n...[truncated: {len(raw)} characters in all]"
@@ -118,7 +138,7 @@ class IngestPipeline:
                 "expected a JSON object",
             )
         try:
-            return ArticleSubmission.model_validate(payload)
+            return ArticleSubmission.model_validate(scrub(payload))
         except ValidationError as exc:
             errors = field_errors(exc)
             return Outcome(

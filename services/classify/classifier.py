@@ -22,17 +22,21 @@ in a headline or repeated across sentences is clearly above.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.classify.matcher import NormalisedText, normalise
 from services.classify.segment import layout
 from services.classify.taxonomy import Rule, Taxonomy, load_taxonomy
 from services.common.models import Entity, Evidence, TopicTag
 
-# A hit as the scorer sees it: (start, end, word index, sentence index, atom).
-_H = tuple[int, int, int, int, int]
+# A hit as the scorer sees it: (start, end, sentence) in normalised-text coordinates.
+_H = tuple[int, int, int]
+# A rule firing: (sentence, in the title?, one evidence hit per group).
+_Firing = tuple[int, bool, list[_H]]
 
 _ALNUM_ONLY = re.compile(r"[\W_]")
 MAX_EVIDENCE_PER_TOPIC = 8
@@ -95,6 +99,8 @@ class Classifier:
             for e in group.entries:
                 atoms |= alias_atoms[e]
             self._context_atoms[gid] = frozenset(atoms)
+        self._entity_atoms = frozenset(taxonomy.atom_entries)
+        self._order = {t.id: t.index for t in taxonomy.topics}
         self._topic_own_exclusions = [
             t.exclude_atoms - taxonomy.global_exclude_atoms for t in taxonomy.topics
         ]
@@ -116,93 +122,115 @@ class Classifier:
             for t in tax.topics
         ]
 
-    def classify(self, title: str | None, body: str | None) -> Classification:
+    def classify(
+        self, title: str | None, body: str | None, *, explain: bool = False
+    ) -> Classification:
+        """Topics, entities and the taxonomy version for one article.
+
+        ``explain=True`` also fills the evidence of every rule firing in ``details``
+        (including topics below their threshold), which ``--explain`` shows.
+        """
         tax = self.taxonomy
         title = title or ""
         body = body or ""
         text = f"{title}\n{body}"
         body_start = len(title) + 1
         lay = layout(text, body_start)
-        _, raw_hits = tax.matcher.scan(text)
+        norm = normalise(text)
+        ntext = norm.text
+        # Sentence boundaries in normalised coordinates: one bisect per hit gives its sentence.
+        nends = [norm.normalised_offset(e) for e in lay.sentence_ends]
+        chrome = lay.chrome_sentences
+        first_body = lay.sentence_of(body_start)
 
-        sentence_of = lay.sentence_of
-        hits: list[_H] = []
-        if lay.chrome:
-            is_chrome = lay.is_chrome
-            for rh in raw_hits:
-                if not is_chrome(rh.start):
-                    hits.append((rh.start, rh.end, rh.word, sentence_of(rh.start), rh.atom))
-        else:
-            hits = [(rh.start, rh.end, rh.word, sentence_of(rh.start), rh.atom) for rh in raw_hits]
+        # Hits per atom, as (start, end, sentence) in normalised coordinates. This loop is
+        # the only per-hit work; everything after it works per atom, group or rule.
+        by_atom: dict[int, list[_H]] = {}
+        bisect_right = bisect.bisect_right
+        for end_idx, (klen, whole, atoms) in tax.matcher.iter(ntext):
+            ns = end_idx - klen + 2
+            sid = bisect_right(nends, ns)
+            if sid in chrome:
+                continue
+            hit = (ns, end_idx if whole else ntext.find(" ", end_idx), sid)
+            for atom in atoms:
+                lst = by_atom.get(atom)
+                if lst is None:
+                    by_atom[atom] = [hit]
+                else:
+                    lst.append(hit)
+        ctx = _Context(norm, text, first_body)
 
         # Exclusion phrases: their spans shadow any other hit they overlap.
         excl_spans: dict[int, list[tuple[int, int]]] = {}
-        exclusion_atoms = tax.exclusion_atoms
-        for h in hits:
-            if h[4] in exclusion_atoms:
-                excl_spans.setdefault(h[4], []).append((h[0], h[1]))
-        if excl_spans:
+        present_exclusions = tax.exclusion_atoms.intersection(by_atom)
+        if present_exclusions:
+            excl_spans = {a: [(h[0], h[1]) for h in by_atom[a]] for a in present_exclusions}
             global_spans = [
-                span for a in tax.global_exclude_atoms for span in excl_spans.get(a, ())
+                span
+                for a in tax.global_exclude_atoms.intersection(by_atom)
+                for span in excl_spans[a]
             ]
             if global_spans:
-                hits = [
-                    h
-                    for h in hits
-                    if h[4] in tax.global_exclude_atoms or not _overlaps(h[0], h[1], global_spans)
-                ]
+                for a in list(by_atom):
+                    if a in tax.global_exclude_atoms:
+                        continue
+                    kept = [h for h in by_atom[a] if not _overlaps(h[0], h[1], global_spans)]
+                    if kept:
+                        by_atom[a] = kept
+                    else:
+                        del by_atom[a]
 
-        atom_words: dict[int, list[int]] = defaultdict(list)
-        for h in hits:
-            atom_words[h[4]].append(h[2])
-
-        # Entity mentions (after exclusions and disambiguation).
+        # Entity mentions (after exclusions, case and context checks).
         mentions: dict[int, list[_H]] = defaultdict(list)
-        atom_entries = tax.atom_entries
         entries = tax.entries
-        for h in hits:
-            for e in atom_entries.get(h[4], ()):
+        for a in self._entity_atoms.intersection(by_atom):
+            hs = by_atom[a]
+            for e in tax.atom_entries[a]:
                 entry = entries[e]
-                if entry.exact and h[4] in entry.exact:
-                    if _ALNUM_ONLY.sub("", text[h[0] : h[1]]) != entry.exact[h[4]]:
+                for h in hs:
+                    if entry.exact and a in entry.exact:
+                        start, end = ctx.span(h)
+                        if _ALNUM_ONLY.sub("", text[start:end]) != entry.exact[a]:
+                            continue
+                    if entry.exclude_atoms and excl_spans:
+                        spans = [sp for x in entry.exclude_atoms for sp in excl_spans.get(x, ())]
+                        if spans and _overlaps(h[0], h[1], spans):
+                            continue
+                    if a in entry.ambiguous_atoms and not self._has_context(
+                        entry.context_group, entry.context_window, h, by_atom, ctx
+                    ):
                         continue
-                if entry.exclude_atoms and excl_spans:
-                    spans = [s for a in entry.exclude_atoms for s in excl_spans.get(a, ())]
-                    if spans and _overlaps(h[0], h[1], spans):
-                        continue
-                if h[4] in entry.ambiguous_atoms and not self._has_context(
-                    entry.context_group, entry.context_window, h, atom_words
-                ):
-                    continue
-                mentions[e].append(h)
+                    mentions[e].append(h)
 
         # Hits per group.
         ghits: dict[int, list[_H]] = defaultdict(list)
         atom_groups = tax.atom_groups
-        for h in hits:
-            for g in atom_groups.get(h[4], ()):
-                ghits[g].append(h)
+        for a, hs in by_atom.items():
+            for g in atom_groups.get(a, ()):
+                ghits[g].extend(hs)
         entry_groups = tax.entry_groups
         for e, hs in mentions.items():
             for g in entry_groups.get(e, ()):
                 ghits[g].extend(hs)
 
         # Candidate rules: triggered by their rarest group, all groups present.
-        fired: dict[int, list[tuple[Rule, list[tuple[int, bool, list[_H]]]]]] = defaultdict(list)
+        fired: dict[int, list[tuple[Rule, list[_Firing]]]] = defaultdict(list)
         rules = tax.rules
+        trigger_rules = tax.trigger_rules
         for g in list(ghits):
-            for ri in tax.trigger_rules.get(g, ()):
+            for ri in trigger_rules.get(g, ()):
                 rule = rules[ri]
-                if any(gg not in ghits for gg in rule.groups):
+                if len(rule.groups) > 1 and any(gg not in ghits for gg in rule.groups):
                     continue
-                firings = self._evaluate(rule, ghits, excl_spans, body_start)
+                firings = self._evaluate(rule, ghits, excl_spans, ctx)
                 if len(firings) >= rule.min_count:
                     fired[rule.topic].append((rule, firings))
 
         damp: dict[int, list[tuple[str, float]]] = defaultdict(list)
         for d in tax.dampers:
             dhits = ghits.get(d.group)
-            if dhits and len({h[3] for h in dhits}) >= d.min_count:
+            if dhits and len({h[2] for h in dhits}) >= d.min_count:
                 targets = d.topics if d.topics is not None else range(len(tax.topics))
                 for t in targets:
                     damp[t].append((d.id, d.factor))
@@ -211,21 +239,21 @@ class Classifier:
         details: list[TopicDetail] = []
         for ti, rule_firings in fired.items():
             topic = tax.topics[ti]
-            detail = self._score(ti, rule_firings, damp.get(ti, []), text, body_start)
+            detail, hits = self._score(ti, rule_firings, damp.get(ti, []), ctx, explain)
             details.append(detail)
             if detail.tagged:
                 evidence: list[Evidence] = []
-                seen: set[tuple[str, int, int]] = set()
-                for f in sorted(detail.firings, key=lambda f: -f.contribution):
-                    if f.weight < 0:
-                        continue
-                    for ev in f.evidence:
-                        key = (ev.field, ev.start, ev.end)
-                        if key not in seen and len(evidence) < MAX_EVIDENCE_PER_TOPIC:
-                            seen.add(key)
-                            evidence.append(ev)
-                tags.append(TopicTag(id=topic.id, score=detail.score, evidence=evidence))
-        order = {t.id: t.index for t in tax.topics}
+                seen: set[int] = set()
+                for rule_id, h in hits:
+                    if h[0] not in seen:
+                        seen.add(h[0])
+                        evidence.append(ctx.evidence(h, rule_id))
+                        if len(evidence) >= MAX_EVIDENCE_PER_TOPIC:
+                            break
+                tags.append(
+                    TopicTag.model_construct(id=topic.id, score=detail.score, evidence=evidence)
+                )
+        order = self._order
         tags.sort(key=lambda t: (-t.score, order[t.id]))
         details.sort(key=lambda d: (-d.score, order[d.id]))
 
@@ -245,16 +273,21 @@ class Classifier:
 
     # ------------------------------------------------------------------------ helpers
     def _has_context(
-        self, gid: int | None, window: int, h: _H, atom_words: dict[int, list[int]]
+        self,
+        gid: int | None,
+        window: int,
+        h: _H,
+        by_atom: dict[int, list[_H]],
+        ctx: _Context,
     ) -> bool:
         if gid is None:
             return True
-        word = h[2]
-        for a in self._context_atoms[gid]:
-            if a == h[4]:
-                continue
-            for w in atom_words.get(a, ()):
-                if abs(w - word) <= window:
+        word = ctx.word(h[0])
+        for a in self._context_atoms[gid].intersection(by_atom):
+            for c in by_atom[a]:
+                if c[0] == h[0] and c[1] == h[1]:
+                    continue  # the ambiguous word cannot be its own context
+                if abs(ctx.word(c[0]) - word) <= window:
                     return True
         return False
 
@@ -263,8 +296,8 @@ class Classifier:
         rule: Rule,
         ghits: dict[int, list[_H]],
         excl_spans: dict[int, list[tuple[int, int]]],
-        body_start: int,
-    ) -> list[tuple[int, bool, list[_H]]]:
+        ctx: _Context,
+    ) -> list[_Firing]:
         """Firings of ``rule``: (sentence, in title, evidence hits), one per sentence."""
         groups = [ghits[g] for g in rule.groups]
         own = self._topic_own_exclusions[rule.topic]
@@ -274,76 +307,75 @@ class Classifier:
                 groups = [[h for h in hs if not _overlaps(h[0], h[1], spans)] for hs in groups]
                 if not all(groups):
                     return []
+        first_body = ctx.first_body
         if rule.field != "any":
             in_title = rule.field == "title"
-            groups = [[h for h in hs if (h[0] < body_start) == in_title] for hs in groups]
+            groups = [[h for h in hs if (h[2] < first_body) == in_title] for hs in groups]
             if not all(groups):
                 return []
         blockers = ghits.get(rule.not_near, []) if rule.not_near is not None else []
 
-        firings: list[tuple[int, bool, list[_H]]] = []
+        firings: list[_Firing] = []
         if rule.within is None:  # same sentence
             by_sentence: list[dict[int, _H]] = []
             for hs in groups:
                 first: dict[int, _H] = {}
                 for h in hs:
-                    first.setdefault(h[3], h)
+                    if h[2] not in first:
+                        first[h[2]] = h
                 by_sentence.append(first)
             common = set(by_sentence[0])
             for d in by_sentence[1:]:
-                common &= d.keys()
+                common.intersection_update(d)
             if blockers and common:
-                common -= {h[3] for h in blockers}
+                common.difference_update(h[2] for h in blockers)
             for s in sorted(common):
-                ev = [d[s] for d in by_sentence]
-                firings.append((s, ev[0][0] < body_start, ev))
+                firings.append((s, s < first_body, [d[s] for d in by_sentence]))
         elif rule.within == 0:  # anywhere in the article: once per anchor sentence
             seen: set[int] = set()
             rest = [hs[0] for hs in groups[1:]]
             for h in groups[0]:
-                if h[3] in seen:
+                if h[2] in seen:
                     continue
-                seen.add(h[3])
-                firings.append((h[3], h[0] < body_start, [h, *rest]))
+                seen.add(h[2])
+                firings.append((h[2], h[2] < first_body, [h, *rest]))
         else:
             window = rule.within
             seen = set()
+            word = ctx.word
             for anchor in groups[0]:
-                if anchor[3] in seen:
+                if anchor[2] in seen:
                     continue
-                word = anchor[2]
-                if any(abs(b[2] - word) <= window for b in blockers):
+                w = word(anchor[0])
+                if any(abs(word(b[0]) - w) <= window for b in blockers):
                     continue
                 ev = [anchor]
                 for hs in groups[1:]:
-                    near = next((h for h in hs if abs(h[2] - word) <= window), None)
+                    near = next((h for h in hs if abs(word(h[0]) - w) <= window), None)
                     if near is None:
                         break
                     ev.append(near)
                 else:
-                    seen.add(anchor[3])
-                    firings.append((anchor[3], anchor[0] < body_start, ev))
+                    seen.add(anchor[2])
+                    firings.append((anchor[2], anchor[2] < first_body, ev))
         return firings
 
     def _score(
         self,
         ti: int,
-        rule_firings: list[tuple[Rule, list[tuple[int, bool, list[_H]]]]],
+        rule_firings: list[tuple[Rule, list[_Firing]]],
         dampers: list[tuple[str, float]],
-        text: str,
-        body_start: int,
-    ) -> TopicDetail:
+        ctx: _Context,
+        explain: bool,
+    ) -> tuple[TopicDetail, list[tuple[str, _H]]]:
+        """The topic's detail and its evidence hits, strongest rule first."""
         tax = self.taxonomy
         topic = tax.topics[ti]
         miss = 1.0  # probability that no positive evidence is right
         factor = 1.0
         out: list[RuleFiring] = []
+        positive: list[tuple[float, str, list[_Firing]]] = []
         for rule, firings in rule_firings:
-            evidence = [
-                self._evidence(h, rule.id, text, body_start)
-                for _, _, hs in firings[:MAX_FIRINGS_SHOWN]
-                for h in hs
-            ]
             if rule.weight < 0:
                 contribution = -rule.weight
                 factor *= 1.0 + rule.weight
@@ -368,14 +400,29 @@ class Classifier:
                     weight=rule.weight,
                     count=len(firings),
                     contribution=round(contribution, 4),
-                    evidence=evidence,
+                    evidence=[
+                        ctx.evidence(h, rule.id)
+                        for _, _, hs in firings[:MAX_FIRINGS_SHOWN]
+                        for h in hs
+                    ]
+                    if explain
+                    else [],
                     note=rule.note,
                 )
             )
+            if rule.weight > 0:
+                positive.append((contribution, rule.id, firings))
         for _, f in dampers:
             factor *= f
         score = round(max(0.0, min(1.0, (1.0 - miss) * factor)), 4)
-        return TopicDetail(
+        positive.sort(key=lambda p: -p[0])
+        hits = [
+            (rule_id, h)
+            for _, rule_id, firings in positive
+            for _, _, hs in firings[:MAX_FIRINGS_SHOWN]
+            for h in hs
+        ]
+        detail = TopicDetail(
             id=topic.id,
             score=score,
             threshold=topic.threshold,
@@ -383,19 +430,37 @@ class Classifier:
             firings=sorted(out, key=lambda f: -f.contribution),
             dampers=dampers,
         )
+        return detail, hits
 
-    @staticmethod
-    def _evidence(h: _H, rule: str, text: str, body_start: int) -> Evidence:
-        start, end = h[0], h[1]
-        if start < body_start:
-            return Evidence(text=text[start:end], field="title", start=start, end=end, rule=rule)
-        return Evidence(
-            text=text[start:end],
-            field="body",
-            start=start - body_start,
-            end=end - body_start,
-            rule=rule,
-        )
+
+class _Context:
+    """Per-article lookups that are computed lazily: word indexes and original spans."""
+
+    __slots__ = ("_words", "body_start", "first_body", "norm", "text")
+
+    def __init__(self, norm: NormalisedText, text: str, first_body: int) -> None:
+        self.norm = norm
+        self.text = text
+        self.first_body = first_body
+        self.body_start = text.index("\n") + 1
+        self._words: dict[int, int] = {}
+
+    def word(self, npos: int) -> int:
+        w = self._words.get(npos)
+        if w is None:
+            w = self._words[npos] = self.norm.text.count(" ", 0, npos)
+        return w
+
+    def span(self, h: _H) -> tuple[int, int]:
+        return self.norm.original_offset(h[0]), self.norm.original_offset(h[1] - 1) + 1
+
+    def evidence(self, h: _H, rule: str) -> Evidence:
+        start, end = self.span(h)
+        text = self.text[start:end]
+        if start < self.body_start:
+            return Evidence(text=text, field="title", start=start, end=end, rule=rule)
+        b = self.body_start
+        return Evidence(text=text, field="body", start=start - b, end=end - b, rule=rule)
 
 
 def load_classifier(path: Path | None = None) -> Classifier:

@@ -23,16 +23,11 @@ from __future__ import annotations
 import bisect
 import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import ahocorasick
 
-# Possessive 's (straight or curly apostrophe) at the end of a word: "Turkey's" -> "Turkey".
-# Without this the stray "s" token would make "Turkey's 400 troops" look like "S 400".
-_POSSESSIVE_RE = re.compile(r"(?<=\w)['’]s\b")
-# Everything that is not a letter or digit separates tokens.
-_NON_WORD_RE = re.compile(r"[\W_]")
 _SPACE_RUN_RE = re.compile(r" {2,}")
 # Boundary between letters and digits inside a token: "s400" / "pac3" / "hq9b".
 _ALNUM_SPLIT_RE = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
@@ -94,17 +89,50 @@ _COMPOUND_CLASSES: tuple[frozenset[str], ...] = tuple(
 _ISE_RE = re.compile(r"^(\w{3,})i([sz])(e|es|ed|ing|ation|ations)$")
 
 
+# Length-preserving replacements applied before anything else, so that typical news text
+# (curly quotes, dashes, no-break spaces) becomes ASCII and takes the fast bytes path.
+_COMMON_UNICODE = (
+    ("’", "'"),
+    ("‘", "'"),
+    ("“", '"'),
+    ("”", '"'),
+    ("–", "-"),
+    ("—", "-"),
+    ("…", "."),
+    ("\u00a0", " "),
+    ("\u2009", " "),
+    ("\u202f", " "),
+)
+# One byte table does lower-casing and punctuation-to-space for ASCII text in one C call.
+_ASCII_TABLE = bytes(ord(chr(i).lower()) if chr(i).isalnum() else 32 for i in range(128)) + bytes(
+    32 for _ in range(128)
+)
+# Possessive 's at the end of a word: "Turkey's" -> "Turkey". Without this the stray "s"
+# token would make "Turkey's 400 troops" look like "S 400".
+_POSSESSIVE_ASCII_RE = re.compile(r"(?<=\w)'s\b")
+_EXOTIC_RE = re.compile(r"[^\w ]|_")
+
+
 def fold(text: str) -> str:
     """Lower-case, drop possessive 's and turn every non-alphanumeric character into a space.
 
     The result has exactly the length of ``text`` so positions map one to one.
     """
+    for old, new in _COMMON_UNICODE:
+        if old in text:
+            text = text.replace(old, new)
+    if "'" in text:
+        text = _POSSESSIVE_ASCII_RE.sub("  ", text)
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_TABLE).decode("ascii")
     low = text.lower()
     if len(low) != len(text):
         # A handful of characters (e.g. "İ") lower-case to two code points; keep one.
         low = "".join(ch.lower()[:1] or " " for ch in text)
-    low = _POSSESSIVE_RE.sub("  ", low)
-    return _NON_WORD_RE.sub(" ", low)
+    return _EXOTIC_RE.sub(" ", low.translate(_SPACE_TABLE))
+
+
+_SPACE_TABLE = {ord(c): " " for c in "\t\n\r\x0b\x0c"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +142,18 @@ class NormalisedText:
     text: str  # " tok tok tok " (leading and trailing space)
     _run_pos: tuple[int, ...]
     _removed: tuple[int, ...]
+    _orig_run_end: tuple[int, ...]
 
     def original_offset(self, pos: int) -> int:
         """Offset in the original text of the character at ``pos`` of :attr:`text`."""
         p = pos - 1  # the leading space is not in the original
         k = bisect.bisect_right(self._run_pos, p) - 1
         return p + (self._removed[k] if k >= 0 else 0)
+
+    def normalised_offset(self, orig: int) -> int:
+        """Offset in :attr:`text` of the original offset ``orig`` (inverse of the above)."""
+        k = bisect.bisect_right(self._orig_run_end, orig) - 1
+        return orig + 1 - (self._removed[k] if k >= 0 else 0)
 
     def word_index(self, pos: int) -> int:
         """Index of the token starting at ``pos`` (count of separators before it)."""
@@ -131,14 +165,17 @@ def normalise(text: str) -> NormalisedText:
     folded = fold(text)
     run_pos: list[int] = []
     removed: list[int] = []
+    orig_end: list[int] = []
     total = 0
     for m in _SPACE_RUN_RE.finditer(folded):
         # After this run, collapsed offsets are shifted by the run's length minus one.
-        total += m.end() - m.start() - 1
-        run_pos.append(m.end() - total)
+        end = m.end()
+        total += end - m.start() - 1
+        run_pos.append(end - total)
         removed.append(total)
+        orig_end.append(end)
     collapsed = _SPACE_RUN_RE.sub(" ", folded) if run_pos else folded
-    return NormalisedText(" " + collapsed + " ", tuple(run_pos), tuple(removed))
+    return NormalisedText(" " + collapsed + " ", tuple(run_pos), tuple(removed), tuple(orig_end))
 
 
 def pattern_tokens(pattern: str) -> tuple[list[str], bool]:
@@ -252,6 +289,15 @@ class PatternMatcher:
             automaton.add_word(key, (len(key), key.endswith(" "), tuple(sorted(atoms))))
         automaton.make_automaton()
         self._automaton = automaton
+
+    def iter(self, ntext: str) -> Iterator[tuple[int, tuple[int, bool, tuple[int, ...]]]]:
+        """Raw automaton matches in normalised text: (end index, (key length, whole, atoms))."""
+        if self._automaton is None:
+            self.compile()
+        assert self._automaton is not None
+        if not self._keys:
+            return iter(())
+        return self._automaton.iter(ntext)
 
     def scan(self, text: str) -> tuple[NormalisedText, list[Hit]]:
         """All atom hits in ``text``, in order of their end position."""

@@ -21,7 +21,6 @@ import re
 from dataclasses import dataclass
 
 _LINE_RE = re.compile(r"[^\n]+")
-_WORD_RE = re.compile(r"[^\W_]+")
 _TERMINAL = (".", "!", "?", '"', "”", "’", "'", "…", "]")
 _CHROME_RE = re.compile(
     r"^\W*(related|read more|see also|more from|recommended|subscribe|sign up|sign in|log in|"
@@ -47,18 +46,17 @@ _ABBREVIATIONS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """Where sentences end and which character ranges are not prose."""
+    """Where sentences end, and which sentences are page chrome rather than prose."""
 
-    sentence_ends: tuple[int, ...]
-    chrome: tuple[tuple[int, int], ...]  # (start, end) ranges of non-prose lines
-    _chrome_starts: tuple[int, ...]
+    sentence_ends: tuple[int, ...]  # offsets where a new sentence starts
+    chrome: tuple[tuple[int, int], ...]  # (start, end) ranges of non-prose text
+    chrome_sentences: frozenset[int]
 
     def sentence_of(self, pos: int) -> int:
         return bisect.bisect_right(self.sentence_ends, pos)
 
     def is_chrome(self, pos: int) -> bool:
-        k = bisect.bisect_right(self._chrome_starts, pos) - 1
-        return k >= 0 and pos < self.chrome[k][1]
+        return self.sentence_of(pos) in self.chrome_sentences
 
 
 def is_prose_line(line: str) -> bool:
@@ -68,7 +66,7 @@ def is_prose_line(line: str) -> bool:
         return False
     if stripped.count(" | ") >= 2 or stripped.count("|") >= 3:
         return False
-    words = len(_WORD_RE.findall(stripped))
+    words = len(stripped.split())
     if words >= 20:
         return True
     return words >= 4 and stripped.endswith(_TERMINAL)
@@ -88,14 +86,14 @@ def dateline_length(line: str) -> int:
 def _sentence_ends(text: str) -> list[int]:
     ends: list[int] = []
     for m in _SENTENCE_END_RE.finditer(text):
-        if text[m.start()] == ".":
+        j = m.start()
+        if text[j] == ".":
             # "Gen. Smith", "Sept. 1", "U.S. officials": not the end of a sentence.
-            j = m.start()
-            i = j
-            while i > 0 and (text[i - 1].isalpha() or text[i - 1] == "."):
-                i -= 1
-            word = text[i:j].lower()
-            if word in _ABBREVIATIONS or (len(word) == 1 and text[i:j].isupper()):
+            i = max(text.rfind(" ", max(0, j - 12), j), text.rfind("\n", max(0, j - 12), j))
+            word = text[i + 1 : j]
+            if len(word) == 1 and word.isupper():
+                continue
+            if word.lower().lstrip("(\"'“‘") in _ABBREVIATIONS:
                 continue
         ends.append(m.end())
     return ends
@@ -105,6 +103,7 @@ def layout(text: str, body_start: int) -> Layout:
     """Lay out ``text`` (title, newline, body): sentences everywhere, chrome in the body only."""
     chrome: list[tuple[int, int]] = []
     any_prose = False
+    extra_ends: list[int] = []
     for m in _LINE_RE.finditer(text, body_start):
         line = m.group()
         if is_prose_line(line):
@@ -112,12 +111,22 @@ def layout(text: str, body_start: int) -> Layout:
             cut = dateline_length(line)
             if cut:
                 chrome.append((m.start(), m.start() + cut))
+                extra_ends.append(m.start() + cut)
         else:
             chrome.append((m.start(), m.end()))
     if not any_prose:
         chrome = []
+        extra_ends = []
+    ends = _sentence_ends(text)
+    if extra_ends:
+        ends = sorted(set(ends).union(extra_ends))
+    chrome_sentences: set[int] = set()
+    for start, end in chrome:
+        first = bisect.bisect_right(ends, start)
+        last = bisect.bisect_right(ends, max(start, end - 1))
+        chrome_sentences.update(range(first, last + 1))
     return Layout(
-        sentence_ends=tuple(_sentence_ends(text)),
+        sentence_ends=tuple(ends),
         chrome=tuple(chrome),
-        _chrome_starts=tuple(start for start, _ in chrome),
+        chrome_sentences=frozenset(chrome_sentences),
     )

@@ -283,8 +283,14 @@ class DeliveryWorker:
 
     async def drain(self, sid: str) -> None:
         """Send this subscription's queued alerts in order until it is empty or must wait."""
+        subscription: Subscription | None = None
+        seen_version: int | None = None
         while True:
-            subscription = await self.store.get(sid)
+            # Parse the subscription again only when some process changed one (a cheap GET).
+            version = await self.store.version()
+            if version != seen_version:
+                subscription = await self.store.get(sid)
+                seen_version = version
             flight = await self._load_inflight(sid)
             if flight is None:
                 flight, wait_until = await self._plan(sid, subscription)

@@ -19,6 +19,7 @@ from services.common.models import Alert, AlertArticle, AlertTopic, alert_id_for
 from services.common.redis_server import free_port
 from services.common.streams import StreamNames
 from services.notify.alerts import AlertWriter
+from services.notify.channels.base import Destination
 from services.notify.channels.email import EmailChannel
 from services.notify.channels.webhook import WebhookChannel
 from services.notify.delivery import (
@@ -359,3 +360,46 @@ async def test_a_crash_between_planning_and_sending_resends_the_same_message(
     assert receiver.requests[0].headers["webhook-id"] == flight.id
     assert [a["alert_id"] for a in body["data"]["alerts"]] == [a1.id, a2.id]
     await fresh.webhook.aclose()
+
+
+def test_policy_and_destination_follow_the_subscription() -> None:
+    from services.notify.delivery import destination_of, policy_for
+    from services.notify.schedule import is_muted
+    from services.notify.subscriptions import RetiringSecret
+
+    sub = Subscription.create(
+        SubscriptionCreate(
+            name="weekends off",
+            topics=["cyber"],
+            webhook_url="https://hooks.example.org/x",
+            delivery="digest",
+            digest_interval_minutes=15,
+            rate_limit={"max_alerts": 3, "per_minutes": 20},
+            quiet_hours=[
+                {"start": "00:00", "end": "23:59", "timezone": "Europe/Warsaw", "days": ["sat"]}
+            ],
+        ),
+        now=T0,
+    )
+    policy = policy_for(sub)
+    assert policy.mode == "digest" and policy.digest_interval_minutes == 15
+    assert policy.rate_limit is not None and policy.rate_limit.window_minutes == 20
+    assert policy.quiet_hours[0].days == [5]
+    assert is_muted(policy, datetime(2026, 1, 10, 12, tzinfo=UTC))  # a Saturday
+    assert not is_muted(policy, datetime(2026, 1, 9, 12, tzinfo=UTC))
+
+    old, older = "whsec_" + "A" * 32, "whsec_" + "B" * 32
+    rotated = sub.model_copy(
+        update={
+            "previous_webhook_secrets": [
+                RetiringSecret(secret=old, expires_at=T0 + timedelta(hours=1)),
+                RetiringSecret(secret=older, expires_at=T0 - timedelta(hours=1)),
+            ]
+        }
+    )
+    destination = destination_of(rotated, T0)
+    assert destination is not None and destination.secrets == (sub.webhook_secret, old)
+    assert destination_of(
+        Subscription.create(SubscriptionCreate(name="x", email="a@example.org"), now=T0)
+    ) == Destination("email", "a@example.org")
+    assert destination_of(Subscription.create(SubscriptionCreate(name="x"), now=T0)) is None

@@ -70,7 +70,7 @@ def parse_since(value: str) -> tuple[str | None, str | None]:
     Times: ISO 8601 with a zone, or Unix seconds / milliseconds.
     """
     text = value.strip()
-    if text.startswith(("alt_", "dig_")):
+    if text.startswith("alt_"):
         return text, None
     try:
         number = float(text)

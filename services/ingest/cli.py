@@ -193,7 +193,11 @@ def _summary(console: Console, tally: Tally) -> None:
         f"accepted {counts['accepted']}, duplicate {counts['duplicate']}, "
         f"rejected {counts['rejected']}"
     )
-    if tally.rejections:
+    if tally.rejections and not console.is_terminal:
+        # Plain lines when piped or logged: one rejection per line, nothing wrapped.
+        for source, reason in tally.rejections:
+            console.print(f"  rejected {source}: {reason}", markup=False, highlight=False)
+    elif tally.rejections:
         table = Table("input", "reason", title="rejected", show_lines=False, expand=False)
         for source, reason in tally.rejections:
             table.add_row(source, reason)

@@ -130,3 +130,11 @@ def test_publish_shows_a_progress_bar_on_a_terminal(settings, monkeypatch, capsy
         quiet = capsys.readouterr().err
     assert "publishing" in bar and "37/37" in bar
     assert "publishing" not in quiet
+
+
+def test_bench_ingest_prints_figures(capsys):
+    assert main(["bench", "ingest", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    for label in ("normalise text article", "extract html page", "published_at via dateparser"):
+        assert label in out
+    assert out.count(" /s ") == 6

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+from itertools import islice
 from typing import Any
 
 #: Below this many letters a guess is noise ("OK", a headline of acronyms).
@@ -17,7 +18,7 @@ MIN_LETTERS = 20
 #: Below this normalised probability we prefer "unknown" to a wrong language.
 MIN_CONFIDENCE = 0.5
 #: Enough text for a stable guess; more only costs time.
-SAMPLE_CHARS = 2_000
+SAMPLE_CHARS = 1_000
 
 _TAG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
 _lock = threading.Lock()
@@ -54,7 +55,8 @@ def _get_identifier() -> Any:
 def detect_language(text: str) -> str | None:
     """ISO 639-1 code of ``text``'s language, or ``None`` when too short or too unsure."""
     sample = text[:SAMPLE_CHARS]
-    if sum(ch.isalpha() for ch in sample) < MIN_LETTERS:
+    letters = islice(filter(str.isalpha, sample), MIN_LETTERS)  # stops once there are enough
+    if sum(1 for _ in letters) < MIN_LETTERS:
         return None
     language, confidence = _get_identifier().classify(sample)
     if float(confidence) < MIN_CONFIDENCE:

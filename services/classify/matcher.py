@@ -87,6 +87,7 @@ _COMPOUND_CLASSES: tuple[frozenset[str], ...] = tuple(
 )
 # -ise/-ize, -isation/-ization, -ised/-ized, -ising/-izing: one rule covers hundreds of words.
 _ISE_RE = re.compile(r"^(\w{3,})i([sz])(e|es|ed|ing|ation|ations)$")
+_ISE_EXCEPTIONS = frozenset({"prec", "conc", "exerc", "adv", "surpr", "compr", "rev"})
 
 
 # Length-preserving replacements applied before anything else, so that typical news text
@@ -186,12 +187,23 @@ def pattern_tokens(pattern: str) -> tuple[list[str], bool]:
     return tokens, prefix
 
 
+def _canonical_token(token: str) -> str:
+    """One spelling per variant class, so "defence" and "defense" are the same atom."""
+    group = _SPELLING_MAP.get(token)
+    if group is not None:
+        return min(group)
+    m = _ISE_RE.match(token)
+    if m and m.group(1) not in _ISE_EXCEPTIONS:
+        return f"{m.group(1)}is{m.group(3)}"
+    return token
+
+
 def _token_variants(token: str) -> set[str]:
     out = {token}
     if token in _SPELLING_MAP:
         out |= _SPELLING_MAP[token]
     m = _ISE_RE.match(token)
-    if m and m.group(1) not in {"prec", "conc", "exerc", "adv", "surpr", "compr", "rev"}:
+    if m and m.group(1) not in _ISE_EXCEPTIONS:
         stem, _, tail = m.groups()
         out |= {f"{stem}is{tail}", f"{stem}iz{tail}"}
     # Letter/digit boundaries: "s400" and "s 400" are the same designation.
@@ -267,7 +279,7 @@ class PatternMatcher:
         tokens, prefix = pattern_tokens(pattern)
         if not tokens:
             raise ValueError(f"pattern {pattern!r} has no letters or digits")
-        canon = (" ".join(tokens), prefix)
+        canon = (" ".join(_canonical_token(t) for t in tokens), prefix)
         atom = self._atoms.get(canon)
         if atom is not None:
             return atom

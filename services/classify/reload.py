@@ -15,6 +15,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services.classify.classifier import Classifier, load_classifier
+from services.classify.taxonomy import source_paths
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,10 @@ def _snapshot(path: Path | None) -> dict[str, int]:
     """Modification times of every file that makes up the taxonomy at ``path``."""
     if path is None:
         return {}
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    # A taxonomy file is watched together with the gazetteer files it names; a folder whole.
+    files = (
+        source_paths(path) if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    )
     out = {}
     for file in files:
         try:

@@ -25,8 +25,8 @@ _TERMINAL = (".", "!", "?", '"', "”", "’", "'", "…", "]")
 _CHROME_RE = re.compile(
     r"^\W*(related|read more|see also|more from|recommended|subscribe|sign up|sign in|log in|"
     r"join (now|us|the|our)|follow us|share (this|on)|advertisement|advert|sponsored|"
-    r"copyright|\(c\)|©|all rights reserved|click here|download (our|the) app|"
-    r"cookie|privacy policy|terms of (use|service)|newsletter)\b",
+    r"copyright|all rights reserved|click here|download (our|the) app|"
+    r"cookie|privacy policy|terms of (use|service)|newsletter)\b|^\W*(\(c\)|©)",
     re.IGNORECASE,
 )
 # Sentence ends: terminal punctuation (+ closing quotes/brackets) then space and a capital,

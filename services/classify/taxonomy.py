@@ -698,8 +698,18 @@ def _read_source(path: Path) -> SourceFile:
         raise TaxonomyError(str(path), f"not UTF-8 text: {exc.reason}") from None
 
 
-def source_paths(path: Path) -> list[Path]:
+def resolve_path(path: Path | None) -> Path:
+    """The taxonomy file for ``path``: ``None`` is the packaged default, a folder its
+    ``taxonomy.yaml``."""
+    if path is None:
+        return DEFAULT_TAXONOMY
+    path = Path(path)
+    return path / "taxonomy.yaml" if path.is_dir() else path
+
+
+def source_paths(path: Path | None) -> list[Path]:
     """The taxonomy file and the gazetteer files it names (for change detection)."""
+    path = resolve_path(path)
     paths = [path]
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -711,8 +721,9 @@ def source_paths(path: Path) -> list[Path]:
 
 
 def load_taxonomy(path: Path | None = None) -> Taxonomy:
-    """Read and compile a taxonomy file (``None``: the packaged default taxonomy)."""
-    path = Path(path) if path is not None else DEFAULT_TAXONOMY
+    """Read and compile a taxonomy file (``None``: the packaged default taxonomy; a folder:
+    its ``taxonomy.yaml``)."""
+    path = resolve_path(path)
     try:
         main = _read_source(path)
     except OSError as exc:
@@ -746,7 +757,7 @@ class TaxonomyWatcher:
     """
 
     def __init__(self, path: Path | None = None) -> None:
-        self.path = Path(path) if path is not None else DEFAULT_TAXONOMY
+        self.path = resolve_path(path)
         self._stamp = _stamp(self.path)
 
     def changed(self) -> bool:

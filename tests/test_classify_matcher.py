@@ -1,0 +1,132 @@
+"""Text normalisation and the one-automaton matcher: tolerance and word boundaries."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.classify.matcher import PatternMatcher, fold, normalise, pattern_keys
+from services.classify.segment import dateline_length, is_prose_line, layout
+
+
+def matches(patterns: list[str], text: str) -> list[tuple[str, str]]:
+    """(pattern label, original text) for every hit, in order."""
+    m = PatternMatcher()
+    for p in patterns:
+        m.add(p)
+    _, hits = m.scan(text)
+    return [(m.atom_labels[h.atom], text[h.start : h.end]) for h in hits]
+
+
+def test_designations_match_with_hyphen_space_or_joined() -> None:
+    text = "The S-400, an S400 and an S 400; also the s-400 and S–400 and PAC3 and PAC-3 MSE."
+    found = matches(["S-400", "PAC-3"], text)
+    assert [t for label, t in found if label == "s 400"] == [
+        "S-400",
+        "S400",
+        "S 400",
+        "s-400",
+        "S–400",
+    ]
+    assert [t for label, t in found if label == "pac 3"] == ["PAC3", "PAC-3"]
+
+
+def test_possessive_s_is_not_a_token() -> None:
+    """'Turkey's 400 troops' must not read as 'S 400'."""
+    assert matches(["S-400"], "Turkey's 400 troops and Iran’s 400 drones") == []
+    assert matches(["David's Sling"], "Israel's David’s Sling and Davids Sling") == [
+        ("david sling", "David’s Sling")
+    ]
+
+
+def test_defence_defense_and_other_spelling_variants() -> None:
+    # "systems" is another word than "system": patterns match whole words.
+    found = matches(
+        ["air defence system", "manoeuvres", "modernisation", "counter-terrorism"],
+        "Air-Defense System; AIR DEFENCE systems; maneuvers; modernization; counterterrorism",
+    )
+    assert [t for _, t in found] == [
+        "Air-Defense System",
+        "maneuvers",
+        "modernization",
+        "counterterrorism",
+    ]
+
+
+def test_word_boundaries() -> None:
+    text = "Arrowhead torpedo Patriots hawkish Torrance Buko"
+    assert matches(["Arrow", "Tor", "Patriot", "hawk", "Buk"], text) == []
+    assert matches(["Arrow"], "the Arrow, fired") == [("arrow", "Arrow")]
+
+
+def test_prefix_patterns_match_word_starts_only() -> None:
+    found = matches(["procur*"], "procure procured procurement reprocured procuring")
+    assert [t for _, t in found] == ["procure", "procured", "procurement", "procuring"]
+
+
+def test_spans_survive_space_runs_and_unicode() -> None:
+    text = "«Türkiye»  —  bought\n\n  the   S‑400 “Triumf”…  from İstanbul   Rosoboronexport"
+    found = matches(["Türkiye", "S-400", "Triumf", "Rosoboronexport", "bought"], text)
+    assert [t for _, t in found] == ["Türkiye", "bought", "S‑400", "Triumf", "Rosoboronexport"]
+
+
+def test_equivalent_patterns_share_one_atom() -> None:
+    m = PatternMatcher()
+    assert m.add("air-defence") == m.add("Air Defense") == m.add("AIR  DEFENCE")
+    assert m.add("air defence*") != m.add("air defence")
+
+
+def test_keys_are_whole_words() -> None:
+    assert pattern_keys("S-400") == [" s 400 ", " s400 "]
+    assert all(k.startswith(" ") and not k.endswith(" ") for k in pattern_keys("procur*"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from(list("ab -.,'’\n\t—é")), max_size=30),
+    st.text(alphabet=st.sampled_from(list("ab -.,'’\n\t—é")), max_size=30),
+    st.sampled_from(["S-400", "air defence", "Iron Dome", "PAC-3"]),
+)
+def test_a_pattern_between_any_separators_is_found_with_its_exact_span(
+    before: str, after: str, pattern: str
+) -> None:
+    """Whatever surrounds a pattern (spaces, punctuation, unicode), the hit maps back to it."""
+    text = f"{before} {pattern} {after}"
+    m = PatternMatcher()
+    atom = m.add(pattern)
+    _, hits = m.scan(text)
+    spans = {text[h.start : h.end] for h in hits if h.atom == atom}
+    assert pattern in spans
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60))
+def test_normalised_offsets_map_back_to_the_same_characters(text: str) -> None:
+    norm = normalise(text)
+    folded = fold(text)
+    assert len(folded) == len(text)
+    for i, ch in enumerate(norm.text[1:-1], start=1):
+        if ch != " ":
+            assert folded[norm.original_offset(i)] == ch
+            assert norm.normalised_offset(norm.original_offset(i)) == i
+
+
+def test_chrome_lines_and_datelines() -> None:
+    assert not is_prose_line("The Largest Security-Cleared Career Network for Defense - JOIN NOW")
+    assert not is_prose_line("Weapons of Mass Destruction (WMD)")
+    assert not is_prose_line("Join the mailing list")
+    assert not is_prose_line("Related: NATO summit | S-400 deliveries | Sanctions news")
+    assert not is_prose_line("(c) 2024 Riverside Sports Daily. All rights reserved.")
+    assert is_prose_line("Russia and Turkey signed a $2.5 billion deal in December 2017.")
+    assert is_prose_line('"We have different opinions," he said.')
+    assert dateline_length("MOSCOW (Sputnik) - Ankara will continue") == len("MOSCOW (Sputnik) - ")
+    assert dateline_length("NYON, Switzerland, July 4 (Football Review) - UEFA fined") > 0
+    assert dateline_length("Russia - the largest supplier - said") == 0
+
+
+def test_sentences_ignore_abbreviations() -> None:
+    text = "Title\nGen. Smith met U.S. officials on Sept. 1 in Washington. Then he left."
+    lay = layout(text, 6)
+    sentence = {lay.sentence_of(text.index(w)) for w in ("Gen", "Smith", "officials", "Washington")}
+    assert len(sentence) == 1
+    assert lay.sentence_of(text.index("Then")) == sentence.pop() + 1

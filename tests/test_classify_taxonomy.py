@@ -1,0 +1,166 @@
+"""Taxonomy files: validation errors name the file, topic/entry and field; reload is safe."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from services.classify.classifier import Classifier, load_classifier
+from services.classify.taxonomy import (
+    DEFAULT_TAXONOMY,
+    TaxonomyError,
+    TaxonomyWatcher,
+    load_taxonomy,
+    source_paths,
+)
+
+GOOD_GAZ = """
+kind: organisation
+entries:
+  - {id: nato, name: NATO, aliases: [NATO], tags: [alliance]}
+"""
+
+GOOD = """
+version: "1"
+gazetteers: [orgs.yaml]
+lexicons:
+  talk: [summit, talks]
+topics:
+  - id: alliance
+    name: Alliance
+    rules:
+      - id: r1
+        weight: 0.6
+        all: [["@organisation/alliance"], [$talk]]
+"""
+
+
+def write(tmp_path: Path, taxonomy: str, gazetteer: str = GOOD_GAZ) -> Path:
+    (tmp_path / "orgs.yaml").write_text(textwrap.dedent(gazetteer))
+    path = tmp_path / "taxonomy.yaml"
+    path.write_text(textwrap.dedent(taxonomy))
+    return path
+
+
+def error_for(tmp_path: Path, taxonomy: str, gazetteer: str = GOOD_GAZ) -> TaxonomyError:
+    path = write(tmp_path, taxonomy, gazetteer)
+    with pytest.raises(TaxonomyError) as info:
+        load_taxonomy(path)
+    return info.value
+
+
+def test_good_file_loads(tmp_path: Path) -> None:
+    tax = load_taxonomy(write(tmp_path, GOOD))
+    assert tax.topic_ids() == ["alliance"]
+    assert tax.declared_version == "1"
+
+
+def test_bad_weight_names_file_topic_and_field(tmp_path: Path) -> None:
+    err = error_for(tmp_path, GOOD.replace("weight: 0.6", "weight: 7"))
+    assert err.file.endswith("taxonomy.yaml")
+    assert err.topic == "alliance"
+    assert err.field == "rules[0].weight"
+    assert "taxonomy.yaml: topic 'alliance': field 'rules[0].weight'" in str(err)
+
+
+def test_unknown_field_is_refused(tmp_path: Path) -> None:
+    err = error_for(tmp_path, GOOD.replace("weight: 0.6", "weight: 0.6\n        wieght: 1"))
+    assert err.topic == "alliance" and err.field == "rules[0].wieght"
+
+
+def test_rule_needs_one_form(tmp_path: Path) -> None:
+    err = error_for(
+        tmp_path, GOOD.replace('all: [["@organisation/alliance"], [$talk]]', "within: 3")
+    )
+    assert err.topic == "alliance" and "exactly one of 'any' or 'all'" in err.message
+
+
+def test_unknown_lexicon_and_selector(tmp_path: Path) -> None:
+    err = error_for(tmp_path, GOOD.replace("[$talk]", "[$tlak]"))
+    assert (err.topic, err.field) == ("alliance", "rules[0].all[1]")
+    assert "$tlak" in err.message
+    err = error_for(tmp_path, GOOD.replace("@organisation/alliance", "@organisation/allaince"))
+    assert (err.topic, err.field) == ("alliance", "rules[0].all[0]")
+    assert "selects no gazetteer entries" in err.message
+
+
+def test_duplicate_topic(tmp_path: Path) -> None:
+    doubled = GOOD + "  - {id: alliance, name: Again, rules: [{id: r, weight: 0.5, any: [NATO]}]}\n"
+    err = error_for(tmp_path, doubled)
+    assert err.topic == "alliance" and "duplicate topic id" in err.message
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    err = error_for(tmp_path, GOOD.replace("name: Alliance", "name: [Alliance"))
+    assert err.file.endswith("taxonomy.yaml")
+    assert "line" in err.message
+
+
+def test_gazetteer_errors_name_the_gazetteer_and_entry(tmp_path: Path) -> None:
+    err = error_for(tmp_path, GOOD, GOOD_GAZ.replace("aliases: [NATO]", "aliases: []"))
+    assert err.file.endswith("orgs.yaml")
+    assert err.topic == "entry 'nato'" and err.field == "aliases"
+    bad_amb = GOOD_GAZ.replace("tags: [alliance]", "tags: [alliance], ambiguous: [OTAN]")
+    err = error_for(tmp_path, GOOD, bad_amb)
+    assert err.field == "ambiguous" and "OTAN" in err.message
+
+
+def test_missing_gazetteer_file(tmp_path: Path) -> None:
+    err = error_for(tmp_path, GOOD.replace("orgs.yaml", "nowhere.yaml"))
+    assert err.field == "gazetteers[0]" and "nowhere.yaml" in err.message
+
+
+def test_lexicon_cycle(tmp_path: Path) -> None:
+    cyclic = GOOD.replace("talk: [summit, talks]", "talk: [summit, $other]\n  other: [$talk]")
+    err = error_for(tmp_path, cyclic)
+    assert "cycle" in err.message
+
+
+def test_default_taxonomy_has_the_eleven_topics() -> None:
+    clf = load_classifier()
+    assert [t["id"] for t in clf.topics_summary()] == [
+        "air-defence-procurement",
+        "arms-trade",
+        "missile-test",
+        "sanctions",
+        "nuclear",
+        "military-exercise",
+        "cyber",
+        "alliance-relations",
+        "chemical-biological",
+        "space-security",
+        "terrorism",
+    ]
+    assert all(t["description"] for t in clf.topics_summary())
+    assert len(source_paths(DEFAULT_TAXONOMY)) == 5
+
+
+def test_watcher_reloads_on_change_and_refuses_a_bad_file(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    watcher = TaxonomyWatcher(path)
+    current: Classifier = load_classifier(path)
+    assert watcher.check() is None
+
+    path.write_text(textwrap.dedent(GOOD.replace('version: "1"', 'version: "2"')))
+    os.utime(path, ns=(1, 10**18))  # mtime resolution must not hide the edit
+    fresh = watcher.check()
+    assert fresh is not None and fresh.version.startswith("2+")
+    current = fresh
+
+    path.write_text("version: [broken")
+    os.utime(path, ns=(1, 2 * 10**18))
+    with pytest.raises(TaxonomyError):
+        watcher.check()
+    assert current.version.startswith("2+")  # the caller keeps what works
+    assert watcher.check() is None  # reported once, not on every poll
+
+    # A gazetteer edit is a taxonomy change too.
+    path.write_text(textwrap.dedent(GOOD))
+    os.utime(path, ns=(1, 3 * 10**18))
+    assert watcher.check() is not None
+    (tmp_path / "orgs.yaml").write_text(GOOD_GAZ.replace("[NATO]", "[NATO, OTAN]"))
+    os.utime(tmp_path / "orgs.yaml", ns=(1, 4 * 10**18))
+    assert watcher.check() is not None

@@ -1,0 +1,153 @@
+"""The classify service in uvicorn against a real Redis: stream in/out, API, taxonomy reload."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis as redis_sync
+import uvicorn
+
+from services.classify.app import create_app
+from services.classify.taxonomy import DATA_DIR
+from services.common.models import Article, ClassifiedArticle, content_hash_for
+from services.common.redis_server import free_port
+from services.common.settings import Settings
+from services.common.streams import DATA_FIELD, StreamNames, encode
+
+
+@pytest.fixture
+def taxonomy_dir(tmp_path: Path) -> Path:
+    """A private copy of the default taxonomy that tests may edit."""
+    target = tmp_path / "taxonomy"
+    shutil.copytree(DATA_DIR, target, ignore=shutil.ignore_patterns("__init__.py", "*.jsonl"))
+    return target
+
+
+@pytest.fixture
+def classify_url(redis_url: str, tmp_path: Path, taxonomy_dir: Path) -> Iterator[str]:
+    settings = Settings(
+        redis_url=redis_url,
+        data_dir=tmp_path / "data",
+        read_block_ms=50,
+        taxonomy_path=taxonomy_dir / "taxonomy.yaml",
+        taxonomy_reload_interval=0.1,
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "classify app did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_topics_and_dry_run(classify_url: str, seed_article: dict) -> None:
+    listing = httpx.get(f"{classify_url}/v1/topics").json()
+    ids = [t["id"] for t in listing["topics"]]
+    assert len(ids) == 11 and "air-defence-procurement" in ids
+    assert listing["taxonomy_version"].startswith("2026.")
+
+    answer = httpx.post(f"{classify_url}/v1/classify", json=seed_article)
+    assert answer.status_code == 200, answer.text
+    got = {t["id"] for t in answer.json()["topics"]}
+    assert {"air-defence-procurement", "arms-trade", "alliance-relations"} <= got
+    evidence = answer.json()["topics"][0]["evidence"]
+    assert evidence and all(
+        seed_article["body" if e["field"] == "body" else "title"][e["start"] : e["end"]]
+        == e["text"]
+        for e in evidence
+    )
+    assert any(e["id"] == "system:s-400" for e in answer.json()["entities"])
+
+    bad = httpx.post(f"{classify_url}/v1/classify", json={"body": "no title"})
+    assert bad.status_code == 422
+    assert "title" in bad.text
+
+
+def test_accepted_articles_are_classified_onto_the_stream(
+    classify_url: str, redis_url: str, seed_article: dict
+) -> None:
+    names = StreamNames()
+    article = Article(
+        id="art_seed",
+        title=seed_article["title"],
+        body=seed_article["body"],
+        content_hash=content_hash_for(seed_article["title"], seed_article["body"]),
+    )
+    client = redis_sync.Redis.from_url(redis_url)
+    try:
+        client.xadd(names.accepted, encode(article))
+        entries = wait_for(lambda: client.xrange(names.classified))
+        assert isinstance(entries, list)
+        classified = ClassifiedArticle.model_validate_json(entries[0][1][DATA_FIELD.encode()])
+        assert classified.article.id == "art_seed"
+        assert {"air-defence-procurement", "arms-trade", "alliance-relations"} <= set(
+            classified.topic_ids()
+        )
+        version = httpx.get(f"{classify_url}/v1/topics").json()["taxonomy_version"]
+        assert classified.taxonomy_version == version
+    finally:
+        client.close()
+
+
+def test_taxonomy_reloads_on_change_and_keeps_running_on_a_bad_file(
+    classify_url: str, taxonomy_dir: Path
+) -> None:
+    path = taxonomy_dir / "taxonomy.yaml"
+
+    def version() -> str:
+        return str(httpx.get(f"{classify_url}/v1/topics").json()["taxonomy_version"])
+
+    path.write_text(path.read_text().replace('version: "2026.11.1"', 'version: "2026.11.2"'))
+    wait_for(lambda: version().startswith("2026.11.2+"))
+    edited = version()
+
+    # An edit to a gazetteer is a new taxonomy version as well.
+    gaz = taxonomy_dir / "gazetteers" / "systems.yaml"
+    gaz.write_text(gaz.read_text().replace("aliases: [S-400,", "aliases: [S-400, Triumph,"))
+    wait_for(lambda: version() != edited)
+    current = version()
+
+    path.write_text("version: 2026.11.3\ntopics: [{id: Bad Id}]\n")
+    metrics = wait_for(
+        lambda: (
+            'topicwatch_taxonomy_reloads_total{outcome="refused"} 1.0'
+            in (text := httpx.get(f"{classify_url}/metrics").text)
+            and text
+        )
+    )
+    assert isinstance(metrics, str)
+    still = httpx.get(f"{classify_url}/v1/topics").json()
+    assert still["taxonomy_version"] == current and len(still["topics"]) == 11
+    dry = httpx.post(
+        f"{classify_url}/v1/classify",
+        json={"title": "Turkey buys S-400", "body": "Turkey bought more S-400 batteries."},
+    )
+    assert dry.status_code == 200
+    assert "air-defence-procurement" in {t["id"] for t in dry.json()["topics"]}

@@ -75,7 +75,7 @@ class BodyLimitMiddleware:
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = JSONResponse(
             {"detail": f"request body is larger than the limit of {self.limit} bytes"},
-            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            status_code=413,
         )
         await response(scope, receive, send)
 

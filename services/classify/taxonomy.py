@@ -189,6 +189,12 @@ class TaxonomySpec(_Spec):
     def _items(cls, value: list[str]) -> list[str]:
         return _check_items(value)
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        # "version: 3" in YAML is a number; an analyst means the text "3".
+        return str(value) if isinstance(value, int | float) else value
+
     @field_validator("lexicons")
     @classmethod
     def _lexicons(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -360,8 +366,10 @@ def _validation_error(
         if label == "entry":
             owner = f"entry {owner!r}"
     message = err["msg"]
-    if len(exc.errors()) > 1:
-        message += f" (and {len(exc.errors()) - 1} more problem(s))"
+    others = exc.errors()[1:]
+    if others:
+        more = "; ".join(f"{_loc_to_field(tuple(o['loc']))}: {o['msg']}" for o in others[:3])
+        message += f" (also: {more}" + (", ..." if len(others) > 3 else "") + ")"
     return TaxonomyError(source.name, message, topic=owner, field=_loc_to_field(rest) or None)
 
 

@@ -211,6 +211,45 @@ def test_ap_page_mid_article_advert_and_mixed_case_dateline():
     assert "NASAMS, developed by Norway's Kongsberg" in result.text
 
 
+MENU_PAGE = """Defence News Today - Subscribe Now
+Home
+World News and Analysis
+Land Forces and Army Programmes
+Air Forces and Air Defence
+Naval Forces and Shipbuilding
+Space and Missile Defence
+Cyber and Electronic Warfare
+Industry, Contracts and Exports
+Opinion and Commentary Pieces
+Events, Conferences and Shows
+Podcasts and Video Reports
+
+India orders more Akash regiments
+
+NEW DELHI, March 30 (Asia Pacific Defence Review) - India's defence ministry on Thursday signed a contract with Bharat Dynamics for two more regiments of the Akash surface-to-air missile system for the army.
+"""
+
+
+def test_a_vertical_menu_above_the_article_is_cut():
+    """Eleven short menu lines hold more words than a sentence, but no line is prose."""
+    result = strip_chrome(clean_text(MENU_PAGE), title="India orders more Akash regiments")
+    assert result.text.startswith("NEW DELHI, March 30")
+    assert len(result.removed) == 13
+    assert result.removed[0] == "Defence News Today - Subscribe Now"
+
+
+def test_hard_wrapped_prose_is_still_prose():
+    wrapped = (
+        "Poland signed agreements with the United States on Tuesday for the\n"
+        "second phase of its Wisla air and missile defence programme, adding 48\n"
+        "Patriot launchers, the defence ministry said in a statement on Tuesday."
+    )
+    text = clean_text("Related: more stories\n\n" + wrapped)
+    result = strip_chrome(text, title="Wisla")
+    assert result.text == wrapped
+    assert result.removed == ["Related: more stories"]
+
+
 def test_prose_that_mentions_chrome_words_is_kept():
     text = clean_text(PLAIN_PAGE)
     result = strip_chrome(text, title="Tender results")

@@ -36,6 +36,11 @@ MAX_LABEL_WORDS = 12
 #: A paragraph needs this many words (and a sentence end) to count as article prose.
 MIN_PROSE_WORDS = 12
 LONG_PROSE_WORDS = 30
+#: Lines of hard-wrapped prose average at least this many words; menus and link lists fewer.
+MIN_WRAPPED_LINE_WORDS = 8
+#: Metadata (title, date, byline, site name) is looked for only this near the top of the head:
+#: it is where pages print it, and it bounds the date parser's work on hostile input.
+MAX_HEAD_META_LINES = 25
 
 _I = re.IGNORECASE
 
@@ -223,13 +228,25 @@ def chrome_kind(line: str) -> str | None:
     return "navigation" if _is_nav_bar(text) else None
 
 
-def _is_prose(paragraph: str) -> bool:
-    if find_dateline(paragraph) is not None:
-        return True
-    words = _words(paragraph)
+def _is_prose_text(text: str) -> bool:
+    words = _words(text)
     if words >= LONG_PROSE_WORDS:
         return True
-    return words >= MIN_PROSE_WORDS and bool(_SENTENCE_END.search(paragraph))
+    return words >= MIN_PROSE_WORDS and bool(_SENTENCE_END.search(text))
+
+
+def _is_prose(paragraph: str) -> bool:
+    """Article text rather than a block of labels.
+
+    A block of short lines (a menu, a list of links) is prose only if one of its lines is;
+    lines averaging a sentence's length are hard-wrapped prose and judged as a whole.
+    """
+    if find_dateline(paragraph) is not None:
+        return True
+    lines = paragraph.split("\n")
+    if _words(paragraph) / len(lines) < MIN_WRAPPED_LINE_WORDS:
+        return any(_is_prose_text(line) for line in lines)
+    return _is_prose_text(paragraph)
 
 
 def _is_label(line: str) -> bool:
@@ -286,11 +303,15 @@ def strip_chrome(text: str, *, title: str | None = None, source: str | None = No
     head_end = prose[0] if prose else 0
     title_key = fold(title) if title else ""
     furniture = False
+    head_line = 0
     for pi in range(head_end):
         for li, line in enumerate(paragraphs[pi]):
+            head_line += 1
             if (pi, li) in pattern_hits:
                 furniture = True
                 cut(pi, li)
+            elif head_line > MAX_HEAD_META_LINES:
+                continue
             elif title_key and fold(line) == title_key:
                 furniture = True
                 cut(pi, li)

@@ -150,3 +150,14 @@ def test_record_poll_tracks_success_errors_and_items():
         3,
         "not_modified",
     )
+
+
+async def test_relative_item_links_resolve_against_the_feed_address(feed_server):
+    rss = RSS.replace(
+        "https://defencewire.example/2023/11/09/davids-sling", "/2023/11/09/davids-sling"
+    )
+    url = feed_server.serve("/feeds/rss.xml", rss)
+    async with httpx.AsyncClient(timeout=5) as client:
+        fetched = await fetch_feed(client, url)
+    assert fetched.feed is not None
+    assert fetched.feed.items[1].link == feed_server.url("/2023/11/09/davids-sling")

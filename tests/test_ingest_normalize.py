@@ -485,3 +485,39 @@ def test_normalize_never_crashes(title, body, url, published_at, language):
         return
     json.loads(article.model_dump_json())
     assert article.body and article.title
+
+
+def test_body_and_html_together_take_the_text_from_body_and_metadata_from_the_page():
+    html = (
+        '<html><head><meta name="author" content="Jan Kowalski">'
+        '<meta property="og:site_name" content="Defence Wire"></head><body><article>'
+        "<p>The page version of the story, which differs from the body sent alongside it "
+        "by the producer, and which is long enough for extraction to take it.</p>"
+        "</article></body></html>"
+    )
+    submission = ArticleSubmission(title="Patriots", body="The producer's own text.", html=html)
+    article = normalize_submission(submission)
+    assert article.body == "The producer's own text."
+    assert (article.author, article.source) == ("Jan Kowalski", "Defence Wire")
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.text(max_size=500),
+        st.lists(
+            st.sampled_from(
+                ["<p>", "</p>", "<div>", "<script>", "<!--", "&amp;", "<br/>", "x y z"]
+            ),
+            max_size=40,
+        ).map("".join),
+    )
+)
+def test_html_extraction_never_crashes(html):
+    from services.ingest.html import NoArticleText, extract_article
+
+    try:
+        page = extract_article(html)
+    except NoArticleText:
+        return
+    assert page.text.strip()

@@ -232,6 +232,8 @@ async def fetch_feed(
                 chunks.append(chunk)
             content = b"".join(chunks)
             response_headers = {k.lower(): v for k, v in response.headers.items()}
+            # Relative item links resolve against the feed's own (final) address.
+            response_headers.setdefault("content-location", str(response.url))
             new_etag = response.headers.get("etag")
             new_last_modified = response.headers.get("last-modified")
             status_code = response.status_code

@@ -132,6 +132,12 @@ def normalize_submission(
             errors.append(FieldError(field="html", message=str(exc)))
     elif raw_body is None:
         errors.append(FieldError(field="body", message="either body or html is required"))
+    elif submission.html and submission.html.strip():
+        # Both given: the producer's text is the body; the page still lends its metadata.
+        try:
+            page = extract_article(submission.html, url=submission.url)
+        except NoArticleText:
+            page = None
 
     stripped = StrippedBody(text="")
     if raw_body is not None:

@@ -177,7 +177,7 @@ class IngestPipeline:
         entry_id: str | None = None,
     ) -> Outcome:
         try:
-            if submission.html and not (submission.body and submission.body.strip()):
+            if submission.html:
                 # HTML extraction is CPU work of tens of milliseconds: keep the loop responsive.
                 article = await asyncio.to_thread(
                     normalize_submission, submission, received_via=via

@@ -230,6 +230,51 @@ NEW DELHI, March 30 (Asia Pacific Defence Review) - India's defence ministry on 
 """
 
 
+RUSSIAN_PAGE = """ТАСС | Новости | Армия и ОПК | Политика | Экономика
+Реклама
+
+МОСКВА, 27 ноября. /ТАСС/. Россия и Турция рассчитывают подписать контракт на поставку второго полка зенитных ракетных систем С-400 в первой половине 2020 года, сообщил генеральный директор Рособоронэкспорта Александр Михеев.
+
+Читайте также
+Подписывайтесь на наш канал в Telegram
+"""
+
+BBC_STYLE_PAGE = """Image source, Getty Images
+Image caption, Patriot launchers on display in Warsaw in 2023
+
+Poland has signed a deal worth about $10bn for the second phase of its Wisla air and missile defence programme, the defence ministry said on Tuesday.
+
+Media caption, Watch: what the Patriot system does
+
+The agreement covers 48 launchers and more than 600 interceptor missiles, officials said.
+
+More on this story
+Poland buys more tanks from South Korea
+"""
+
+
+def test_russian_page():
+    result = strip_chrome(clean_text(RUSSIAN_PAGE), title="С-400")
+    assert result.text.startswith("МОСКВА, 27 ноября. /ТАСС/. Россия и Турция")
+    assert (result.dateline.place, result.dateline.agency) == ("Москва", "ТАСС")
+    assert result.removed == [
+        "ТАСС | Новости | Армия и ОПК | Политика | Экономика",
+        "Реклама",
+        "Читайте также",
+        "Подписывайтесь на наш канал в Telegram",
+    ]
+    assert detect_language(result.text) == "ru"
+
+
+def test_image_and_media_captions_and_more_on_this_story():
+    result = strip_chrome(clean_text(BBC_STYLE_PAGE), title="Poland Wisla deal")
+    assert result.text.startswith("Poland has signed a deal")
+    assert result.text.endswith("more than 600 interceptor missiles, officials said.")
+    assert "Media caption, Watch: what the Patriot system does" in result.removed
+    assert "Poland buys more tanks from South Korea" in result.removed  # after the marker
+    assert len(result.removed) == 5
+
+
 def test_a_vertical_menu_above_the_article_is_cut():
     """Eleven short menu lines hold more words than a sentence, but no line is prose."""
     result = strip_chrome(clean_text(MENU_PAGE), title="India orders more Akash regiments")

@@ -50,7 +50,10 @@ _CHROME_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         "advert",
         re.compile(
             r"^(?:advertisement|advertising|advert|sponsored(?:\s+content)?|promoted(?:\s+content)?"
-            r"|paid\s+(?:content|post)|partner\s+content|ad)\s*(?:$|[:\-\u2013\u2014|\u00b7\u2022]\s*)",
+            r"|paid\s+(?:content|post)|partner\s+content|ad"
+            # the same label on Russian, German, French, Spanish and Italian pages
+            r"|реклама|anzeige|werbung|publicit[ée]|publicidad|pubblicit[àa])"
+            r"\s*(?:$|[:\-\u2013\u2014|\u00b7\u2022]\s*)",
             _I,
         ),
     ),
@@ -62,7 +65,10 @@ _CHROME_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"(?:\s+story)?|more\s+from\s+[\w\s]{1,30}|recommended(?:\s+for\s+you)?"
             r"|you\s+(?:may|might)\s+also\s+(?:like|be\s+interested\s+in)|most\s+(?:read|popular"
             r"|viewed)|trending(?:\s+now)?|don'?t\s+miss|editor'?s\s+picks?|further\s+reading"
-            r"|latest\s+(?:news|stories))\s*(?:$|[:|\u00bb>\-\u2013\u2014]\s*)",
+            r"|latest\s+(?:news|stories)"
+            r"|читайте\s+также|по\s+теме|lesen\s+sie\s+auch|mehr\s+zum\s+thema|lire\s+aussi"
+            r"|[àa]\s+lire\s+aussi|lea\s+tambi[ée]n|leer\s+m[áa]s|leggi\s+anche)"
+            r"\s*(?:$|[:|\u00bb>\-\u2013\u2014]\s*)",
             _I,
         ),
     ),
@@ -76,6 +82,13 @@ _CHROME_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
     ("newsletter", re.compile(r"^(?:join|subscribe\s+to)\s+(?:the|our)\s+mailing\s+list\b", _I)),
+    (
+        "newsletter",
+        re.compile(
+            r"^(?:подписывайтесь|подпишитесь)\b|^(?:abonnieren\s+sie|abonnez-vous|suscr[íi]bete)\b",
+            _I,
+        ),
+    ),
     (
         "call-to-action",
         re.compile(
@@ -115,7 +128,8 @@ _CHROME_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "credit",
         re.compile(
-            r"^\(?(?:photo|image|picture|file\s+photo|video|credit)s?(?:\s+by)?\s*[:/].{0,80}$",
+            r"^\(?(?:photo|image|picture|file\s+photo|video|credit)s?(?:\s+by)?\s*[:/].{0,80}$"
+            r"|^(?:image|media)\s+(?:source|caption)\s*,.{0,200}$",
             _I,
         ),
     ),
@@ -130,17 +144,19 @@ _BYLINE = re.compile(
 )
 
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.?"
-_DATE_PART = rf"(?:{_MONTH}\s+\d{{1,2}}|\d{{1,2}}\s+{_MONTH})(?:,?\s+\d{{4}})?"
+_MONTH_RU = r"(?:янв|фев|мар|апр|ма[йя]|июн|июл|авг|сен|окт|ноя|дек)[а-я]*\.?"
+_DATE_PART = rf"(?:{_MONTH}\s+\d{{1,2}}|\d{{1,2}}\s+(?:{_MONTH}|{_MONTH_RU}))(?:,?\s+\d{{4}})?"
+_UPPER = "A-ZА-ЯЁ"
 _REGION = r"[A-Z][A-Za-z.'\-]*(?:\s+[A-Z][A-Za-z.'\-]*){0,3}"
 _AGENCY = r"\((?P<agency>[^()\n]{1,60})\)"
 _DASH = r"(?:-{1,2}|\u2013|\u2014)"
 # "MOSCOW (Sputnik) - ", "WARSAW, Sept 19 (Reuters) - ", "KOBLENZ, Germany, Feb 12 (X) - ",
-# "WASHINGTON — " and TASS's "MOSCOW, November 27. /TASS/."
+# "WASHINGTON — ", TASS's "MOSCOW, November 27. /TASS/." and "МОСКВА, 27 ноября. /ТАСС/."
 _DATELINE_CAPS = re.compile(
-    r"^(?P<place>[A-Z][A-Z'.\-]*(?:\s+[A-Z][A-Z'.\-]*){0,4})"
+    rf"^(?P<place>[{_UPPER}][{_UPPER}'.\-]*(?:\s+[{_UPPER}][{_UPPER}'.\-]*){{0,4}})"
     rf"(?:,\s*(?P<region>{_REGION}))??"
     rf"(?:,?\s*(?P<date>{_DATE_PART}))?"
-    rf"(?:\s*{_AGENCY}\s*{_DASH}\s*|\.?\s*/(?P<agency_slash>[A-Za-z\-]{{2,20}})/\.?\s+"
+    rf"(?:\s*{_AGENCY}\s*{_DASH}\s*|\.?\s*/(?P<agency_slash>[\w\-]{{2,20}})/\.?\s+"
     rf"|\s+{_DASH}\s+)"
 )
 # Mixed-case places only with an agency in brackets: "Kyiv, Ukraine (AP) — ".
@@ -182,7 +198,7 @@ def _title_case(place: str) -> str:
         if index and lowered in _SMALL_WORDS:
             words.append(lowered)
         else:
-            words.append(re.sub(r"[A-Za-z]+", lambda m: m.group(0).capitalize(), lowered))
+            words.append(re.sub(r"[^\W\d_]+", lambda m: m.group(0).capitalize(), lowered))
     return " ".join(words)
 
 

@@ -250,9 +250,7 @@ class Classifier:
                         evidence.append(ctx.evidence(h, rule_id))
                         if len(evidence) >= MAX_EVIDENCE_PER_TOPIC:
                             break
-                tags.append(
-                    TopicTag.model_construct(id=topic.id, score=detail.score, evidence=evidence)
-                )
+                tags.append(TopicTag(id=topic.id, score=detail.score, evidence=evidence))
         order = self._order
         tags.sort(key=lambda t: (-t.score, order[t.id]))
         details.sort(key=lambda d: (-d.score, order[d.id]))
@@ -436,7 +434,7 @@ class Classifier:
 class _Context:
     """Per-article lookups that are computed lazily: word indexes and original spans."""
 
-    __slots__ = ("_words", "body_start", "first_body", "norm", "text")
+    __slots__ = ("_evidence", "_words", "body_start", "first_body", "norm", "text")
 
     def __init__(self, norm: NormalisedText, text: str, first_body: int) -> None:
         self.norm = norm
@@ -444,6 +442,9 @@ class _Context:
         self.first_body = first_body
         self.body_start = text.index("\n") + 1
         self._words: dict[int, int] = {}
+        # Many topics cite the same words under the same rule name (watch lists built from
+        # one template): build each Evidence once.
+        self._evidence: dict[tuple[int, int, str], Evidence] = {}
 
     def word(self, npos: int) -> int:
         w = self._words.get(npos)
@@ -455,6 +456,13 @@ class _Context:
         return self.norm.original_offset(h[0]), self.norm.original_offset(h[1] - 1) + 1
 
     def evidence(self, h: _H, rule: str) -> Evidence:
+        key = (h[0], h[1], rule)
+        ev = self._evidence.get(key)
+        if ev is None:
+            ev = self._evidence[key] = self._make_evidence(h, rule)
+        return ev
+
+    def _make_evidence(self, h: _H, rule: str) -> Evidence:
         start, end = self.span(h)
         text = self.text[start:end]
         if start < self.body_start:

@@ -210,6 +210,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         f"classifying {len(articles)} articles from {path} "
         f"(about {args.seconds:.0f} s per taxonomy, one core)...",
         file=sys.stderr,
+        flush=True,
     )
     default, big = bench.run(articles, n_topics=args.topics, seconds=args.seconds)
     ratio = default.rate / big.rate if big.rate else float("inf")

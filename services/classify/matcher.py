@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import ahocorasick
 
-_SPACE_RUN_RE = re.compile(r" {2,}")
+_SPACE_RUN_RE = re.compile(r"  +")
 # Boundary between letters and digits inside a token: "s400" / "pac3" / "hq9b".
 _ALNUM_SPLIT_RE = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
 
@@ -110,7 +110,8 @@ _ASCII_TABLE = bytes(ord(chr(i).lower()) if chr(i).isalnum() else 32 for i in ra
 )
 # Possessive 's at the end of a word: "Turkey's" -> "Turkey". Without this the stray "s"
 # token would make "Turkey's 400 troops" look like "S 400".
-_POSSESSIVE_ASCII_RE = re.compile(r"(?<=\w)'s\b")
+# (A literal first character lets Python's re skip ahead fast; a look-behind would not.)
+_POSSESSIVE_ASCII_RE = re.compile(r"'s\b")
 _EXOTIC_RE = re.compile(r"[^\w ]|_")
 
 

@@ -31,7 +31,9 @@ _CHROME_RE = re.compile(
 )
 # Sentence ends: terminal punctuation (+ closing quotes/brackets) then space and a capital,
 # digit or opening quote; or any line break.
-_SENTENCE_END_RE = re.compile(r"[.!?…][\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|\n+")
+# One character class first: Python's re scans for it quickly (an alternation is 5x slower).
+_SENTENCE_CANDIDATE_RE = re.compile(r"([.!?…\n])[\"'”’)\]]*([ \t\r\n]*)")
+_OPENERS = frozenset("\"'“‘([")
 # "WARSAW, Sept 19 (Defence Wire Service) - ", "MOSCOW (Sputnik) - ": the place names in a
 # dateline say where the story was filed, not what it is about (a Swiss dateline must not
 # make a football club's "sanctions" an act of state).
@@ -62,14 +64,15 @@ class Layout:
 def is_prose_line(line: str) -> bool:
     """Does this body line read like article text rather than page furniture?"""
     stripped = line.strip()
-    if not stripped or _CHROME_RE.match(stripped):
+    if not stripped:
         return False
-    if stripped.count(" | ") >= 2 or stripped.count("|") >= 3:
+    # Cheap tests first: this runs for every line of every article.
+    words = stripped.count(" ") + 1
+    if words < 4 or (words < 20 and not stripped.endswith(_TERMINAL)):
         return False
-    words = len(stripped.split())
-    if words >= 20:
-        return True
-    return words >= 4 and stripped.endswith(_TERMINAL)
+    if stripped.count("|") >= 3 or stripped.count(" | ") >= 2:
+        return False
+    return _CHROME_RE.match(stripped) is None
 
 
 def dateline_length(line: str) -> int:
@@ -85,17 +88,28 @@ def dateline_length(line: str) -> int:
 
 def _sentence_ends(text: str) -> list[int]:
     ends: list[int] = []
-    for m in _SENTENCE_END_RE.finditer(text):
-        j = m.start()
-        if text[j] == ".":
+    for m in _SENTENCE_CANDIDATE_RE.finditer(text):
+        end = m.end()
+        mark, space = m.groups()
+        if mark == "\n" or "\n" in space:  # a line break always ends a sentence
+            ends.append(end)
+            continue
+        if not space:  # "2.5", "U.S": no space, no sentence end
+            continue
+        # The next sentence starts with a capital, a digit or an opening quote/bracket.
+        nxt = text[end : end + 2]
+        if not nxt or not (nxt[0].isupper() or nxt[0].isdigit() or nxt[0] in _OPENERS):
+            continue
+        if mark == ".":
             # "Gen. Smith", "Sept. 1", "U.S. officials": not the end of a sentence.
+            j = m.start()
             i = max(text.rfind(" ", max(0, j - 12), j), text.rfind("\n", max(0, j - 12), j))
             word = text[i + 1 : j]
             if len(word) == 1 and word.isupper():
                 continue
             if word.lower().lstrip("(\"'“‘") in _ABBREVIATIONS:
                 continue
-        ends.append(m.end())
+        ends.append(end)
     return ends
 
 
@@ -104,11 +118,14 @@ def layout(text: str, body_start: int) -> Layout:
     chrome: list[tuple[int, int]] = []
     any_prose = False
     extra_ends: list[int] = []
+    prose_lines = 0
     for m in _LINE_RE.finditer(text, body_start):
         line = m.group()
         if is_prose_line(line):
             any_prose = True
-            cut = dateline_length(line)
+            prose_lines += 1
+            # Datelines open a story (or a second story pasted after it): first lines only.
+            cut = dateline_length(line) if prose_lines <= 2 else 0
             if cut:
                 chrome.append((m.start(), m.start() + cut))
                 extra_ends.append(m.start() + cut)

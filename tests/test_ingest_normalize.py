@@ -356,7 +356,14 @@ def test_find_dateline(text, place, agency):
 
 @pytest.mark.parametrize(
     "text",
-    ["The ministry said on Tuesday", "NATO said on Tuesday that", "US Secretary of State", ""],
+    [
+        "The ministry said on Tuesday",
+        "NATO said on Tuesday that",
+        "US Secretary of State",
+        "US - China talks resumed on Monday",
+        "NATO — the alliance — met on Monday",
+        "",
+    ],
 )
 def test_no_dateline_in_ordinary_sentences(text):
     assert find_dateline(text) is None

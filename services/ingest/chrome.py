@@ -157,8 +157,10 @@ _DATELINE_CAPS = re.compile(
     rf"(?:,\s*(?P<region>{_REGION}))??"
     rf"(?:,?\s*(?P<date>{_DATE_PART}))?"
     rf"(?:\s*{_AGENCY}\s*{_DASH}\s*|\.?\s*/(?P<agency_slash>[\w\-]{{2,20}})/\.?\s+"
-    rf"|\s+{_DASH}\s+)"
+    r"|\s+(?P<bare_dash>--|\u2013|\u2014)\s+)"
 )
+#: All-caps words that open sentences ("US — China talks") but are not datelines.
+_NOT_PLACES = frozenset({"US", "UK", "EU", "UN", "USA", "NATO", "OPEC", "IAEA", "WHO", "AU"})
 # Mixed-case places only with an agency in brackets: "Kyiv, Ukraine (AP) — ".
 _DATELINE_MIXED = re.compile(
     r"^(?P<place>[A-Z][a-z'\-]+(?:\s+[A-Z][a-z'\-]+){0,3})"
@@ -213,10 +215,12 @@ def find_dateline(text: str) -> DatelineMatch | None:
         if match is None:
             return None
         place = match.group("place").strip()
+    agency = match.groupdict().get("agency") or match.groupdict().get("agency_slash")
+    if agency is None and match.group("place").strip(" .,").upper() in _NOT_PLACES:
+        return None
     region = match.group("region")
     if region:
         place = f"{place}, {region.strip()}"
-    agency = match.group("agency") or match.group("agency_slash")
     if not place or len(place) < 2:
         return None
     return DatelineMatch(place=place, agency=agency.strip() if agency else None, end=match.end())

@@ -57,6 +57,8 @@ class RuleFiring:
 
 @dataclass(slots=True)
 class TopicDetail:
+    """A topic some rule fired for: its score and, with ``explain=True``, every firing."""
+
     id: str
     score: float
     threshold: float
@@ -100,6 +102,23 @@ class Classifier:
                 atoms |= alias_atoms[e]
             self._context_atoms[gid] = frozenset(atoms)
         self._entity_atoms = frozenset(taxonomy.atom_entries)
+        # Per alias atom: entries it names outright, and entries that need a per-hit check
+        # (exact case, an exclusion phrase, or context for an ambiguous alias).
+        self._plain_entries: dict[int, tuple[int, ...]] = {}
+        self._checked_entries: dict[int, tuple[int, ...]] = {}
+        for atom, entry_ids in taxonomy.atom_entries.items():
+            plain = []
+            checked = []
+            for e in entry_ids:
+                entry = taxonomy.entries[e]
+                if atom in entry.exact or entry.exclude_atoms or atom in entry.ambiguous_atoms:
+                    checked.append(e)
+                else:
+                    plain.append(e)
+            if plain:
+                self._plain_entries[atom] = tuple(plain)
+            if checked:
+                self._checked_entries[atom] = tuple(checked)
         self._order = {t.id: t.index for t in taxonomy.topics}
         self._topic_own_exclusions = [
             t.exclude_atoms - taxonomy.global_exclude_atoms for t in taxonomy.topics
@@ -186,7 +205,9 @@ class Classifier:
         entries = tax.entries
         for a in self._entity_atoms.intersection(by_atom):
             hs = by_atom[a]
-            for e in tax.atom_entries[a]:
+            for e in self._plain_entries.get(a, ()):
+                mentions[e].extend(hs)
+            for e in self._checked_entries.get(a, ()):
                 entry = entries[e]
                 for h in hs:
                     if entry.exact and a in entry.exact:
@@ -298,30 +319,32 @@ class Classifier:
     ) -> list[_Firing]:
         """Firings of ``rule``: (sentence, in title, evidence hits), one per sentence."""
         groups = [ghits[g] for g in rule.groups]
+        filtered = False
         own = self._topic_own_exclusions[rule.topic]
         if own and excl_spans:
             spans = [s for a in own for s in excl_spans.get(a, ())]
             if spans:
                 groups = [[h for h in hs if not _overlaps(h[0], h[1], spans)] for hs in groups]
+                filtered = True
                 if not all(groups):
                     return []
         first_body = ctx.first_body
         if rule.field != "any":
             in_title = rule.field == "title"
             groups = [[h for h in hs if (h[2] < first_body) == in_title] for hs in groups]
+            filtered = True
             if not all(groups):
                 return []
         blockers = ghits.get(rule.not_near, []) if rule.not_near is not None else []
 
         firings: list[_Firing] = []
         if rule.within is None:  # same sentence
-            by_sentence: list[dict[int, _H]] = []
-            for hs in groups:
-                first: dict[int, _H] = {}
-                for h in hs:
-                    if h[2] not in first:
-                        first[h[2]] = h
-                by_sentence.append(first)
+            # A group shared by many rules (a verb list) is indexed once per article.
+            by_sentence = (
+                [_first_by_sentence(hs) for hs in groups]
+                if filtered
+                else [ctx.first_by_sentence(g, ghits[g]) for g in rule.groups]
+            )
             common = set(by_sentence[0])
             for d in by_sentence[1:]:
                 common.intersection_update(d)
@@ -392,49 +415,59 @@ class Classifier:
                     decay *= tax.repeat_decay
                 contribution = 1.0 - rule_miss
                 miss *= rule_miss
-            out.append(
-                RuleFiring(
-                    rule=rule.id,
-                    weight=rule.weight,
-                    count=len(firings),
-                    contribution=round(contribution, 4),
-                    evidence=[
-                        ctx.evidence(h, rule.id)
-                        for _, _, hs in firings[:MAX_FIRINGS_SHOWN]
-                        for h in hs
-                    ]
-                    if explain
-                    else [],
-                    note=rule.note,
+            if explain:
+                out.append(
+                    RuleFiring(
+                        rule=rule.id,
+                        weight=rule.weight,
+                        count=len(firings),
+                        contribution=round(contribution, 4),
+                        evidence=[
+                            ctx.evidence(h, rule.id)
+                            for _, _, hs in firings[:MAX_FIRINGS_SHOWN]
+                            for h in hs
+                        ],
+                        note=rule.note,
+                    )
                 )
-            )
             if rule.weight > 0:
                 positive.append((contribution, rule.id, firings))
         for _, f in dampers:
             factor *= f
         score = round(max(0.0, min(1.0, (1.0 - miss) * factor)), 4)
-        positive.sort(key=lambda p: -p[0])
-        hits = [
-            (rule_id, h)
-            for _, rule_id, firings in positive
-            for _, _, hs in firings[:MAX_FIRINGS_SHOWN]
-            for h in hs
-        ]
+        tagged = score >= topic.threshold
+        hits: list[tuple[str, _H]] = []
+        if tagged:
+            positive.sort(key=lambda p: -p[0])
+            hits = [
+                (rule_id, h)
+                for _, rule_id, firings in positive
+                for _, _, hs in firings[:MAX_FIRINGS_SHOWN]
+                for h in hs
+            ]
         detail = TopicDetail(
             id=topic.id,
             score=score,
             threshold=topic.threshold,
-            tagged=score >= topic.threshold,
+            tagged=tagged,
             firings=sorted(out, key=lambda f: -f.contribution),
             dampers=dampers,
         )
         return detail, hits
 
 
+def _first_by_sentence(hits: list[_H]) -> dict[int, _H]:
+    first: dict[int, _H] = {}
+    for h in hits:
+        if h[2] not in first:
+            first[h[2]] = h
+    return first
+
+
 class _Context:
     """Per-article lookups that are computed lazily: word indexes and original spans."""
 
-    __slots__ = ("_evidence", "_words", "body_start", "first_body", "norm", "text")
+    __slots__ = ("_evidence", "_sentences", "_words", "body_start", "first_body", "norm", "text")
 
     def __init__(self, norm: NormalisedText, text: str, first_body: int) -> None:
         self.norm = norm
@@ -445,6 +478,14 @@ class _Context:
         # Many topics cite the same words under the same rule name (watch lists built from
         # one template): build each Evidence once.
         self._evidence: dict[tuple[int, int, str], Evidence] = {}
+        self._sentences: dict[int, dict[int, _H]] = {}
+
+    def first_by_sentence(self, group: int, hits: list[_H]) -> dict[int, _H]:
+        """The first hit of ``group`` in each sentence (cached per article)."""
+        index = self._sentences.get(group)
+        if index is None:
+            index = self._sentences[group] = _first_by_sentence(hits)
+        return index
 
     def word(self, npos: int) -> int:
         w = self._words.get(npos)

@@ -295,6 +295,24 @@ def test_hard_wrapped_prose_is_still_prose():
     assert result.removed == ["Related: more stories"]
 
 
+def test_an_advert_before_a_short_last_paragraph_takes_only_itself():
+    text = clean_text(
+        "ANKARA (Reuters) - Turkey will not bow to US pressure over the S-400 systems, "
+        "the foreign minister said on Wednesday, adding that talks would go on.\n\n"
+        "ADVERTISEMENT\n\n"
+        '"We will continue to talk," he said.\n\n'
+        "Join the mailing list\n\n"
+        "Thinking Bigger - by A. Author"
+    )
+    result = strip_chrome(text, title="Turkey")
+    assert result.text.endswith('"We will continue to talk," he said.')
+    assert result.removed == [
+        "ADVERTISEMENT",
+        "Join the mailing list",
+        "Thinking Bigger - by A. Author",
+    ]
+
+
 def test_prose_that_mentions_chrome_words_is_kept():
     text = clean_text(PLAIN_PAGE)
     result = strip_chrome(text, title="Tender results")

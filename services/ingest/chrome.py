@@ -44,6 +44,9 @@ MAX_HEAD_META_LINES = 25
 
 _I = re.IGNORECASE
 
+#: Chrome that opens a page's footer: everything below it is site furniture too.
+FOOTER_KINDS = frozenset({"newsletter", "call-to-action", "related", "copyright", "share", "site"})
+
 # Lines that are chrome wherever they stand (each guarded by MAX_CHROME_WORDS).
 _CHROME_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
@@ -300,11 +303,12 @@ def strip_chrome(text: str, *, title: str | None = None, source: str | None = No
         keep[pi][li] = False
 
     # 1. Pattern lines, wherever they are.
-    pattern_hits: set[tuple[int, int]] = set()
+    pattern_hits: dict[tuple[int, int], str] = {}
     for pi, lines in enumerate(paragraphs):
         for li, line in enumerate(lines):
-            if chrome_kind(line) is not None:
-                pattern_hits.add((pi, li))
+            kind = chrome_kind(line)
+            if kind is not None:
+                pattern_hits[(pi, li)] = kind
 
     def remaining(pi: int) -> str:
         return "\n".join(
@@ -360,12 +364,15 @@ def strip_chrome(text: str, *, title: str | None = None, source: str | None = No
             if (pi, li) in pattern_hits:
                 cut(pi, li)
 
-    # 4. The tail, below the last prose paragraph: from the first chrome line to the end.
+    # 4. The tail, below the last prose paragraph: from the first line that opens the page's
+    #    footer (newsletter, related links, copyright...) to the end.  An advert or a caption
+    #    is cut alone: what follows it may still be the article's short last paragraph.
     cutting = False
     for pi in range(body_end + 1, len(paragraphs)):
         for li in range(len(paragraphs[pi])):
-            cutting = cutting or (pi, li) in pattern_hits
-            if cutting:
+            kind = pattern_hits.get((pi, li))
+            cutting = cutting or kind in FOOTER_KINDS
+            if cutting or kind is not None:
                 cut(pi, li)
 
     result.removed = [

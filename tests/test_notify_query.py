@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.notify.query import (
+    _TOKEN_RE,
     MAX_DEPTH,
     MAX_QUERY_LENGTH,
     And,
@@ -17,6 +18,8 @@ from services.notify.query import (
     Phrase,
     QueryError,
     Term,
+    compile_node,
+    fold,
     parse,
     render,
     required_clauses,
@@ -45,6 +48,12 @@ def test_tokenize_folds_case_accents_and_splits_on_punctuation() -> None:
     assert tokenize("ﬁre") == ["fire"]  # NFKC ligature
     assert tokenize("snake_case") == ["snake", "case"]
     assert tokenize("—  …") == []
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=60))
+def test_ascii_fast_path_tokenises_like_the_regex(text: str) -> None:
+    assert tokenize(text) == _TOKEN_RE.findall(fold(text))
 
 
 # --- words, phrases, operators ------------------------------------------------------------------
@@ -242,7 +251,12 @@ def test_query_error_is_a_value_error() -> None:
 
 def test_required_clauses() -> None:
     assert parse("patriot").clauses == (frozenset({"patriot"}),)
-    assert parse('"air defence"').clauses == (frozenset({"air"}), frozenset({"defence"}))
+    # Phrases are indexed by their adjacent pairs, far rarer than either word.
+    assert parse('"air defence"').clauses == (frozenset({"air defence"}),)
+    assert parse('"air defence systems"').clauses == (
+        frozenset({"air defence"}),
+        frozenset({"defence systems"}),
+    )
     assert parse("patriot OR iris").clauses == (frozenset({"patriot", "iris"}),)
     assert parse("-patriot").clauses == ()
     assert parse("patriot OR -iris").clauses == ()  # one alternative is unconstrained
@@ -250,8 +264,7 @@ def test_required_clauses() -> None:
         frozenset({"poland"}),
         frozenset({"patriot", "iris"}),
     )
-    # From an OR of phrases, the rarer word of each phrase (not the one-letter "s").
-    assert parse("S-400 OR S-500").clauses == (frozenset({"400", "500"}),)
+    assert parse("S-400 OR S-500").clauses == (frozenset({"s 400", "s 500"}),)
 
 
 # --- properties -----------------------------------------------------------------------------
@@ -301,12 +314,15 @@ def _reference(node: Node, title: list[str], body: list[str]) -> bool:
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(_nodes(), texts, texts)
 def test_render_parse_round_trip_preserves_meaning(node: Node, title: str, body: str) -> None:
-    reparsed = parse(render(node)).root
+    query = parse(render(node))
+    reparsed = query.root
     assert parse(render(reparsed)).root == reparsed  # canonical form is a fixed point
     doc = Document.from_text(title, body)
     expected = _reference(node, tokenize(title), tokenize(body))
     assert node.matches(doc) is expected
     assert reparsed.matches(doc) is expected
+    assert compile_node(node)(doc) is expected  # the fast path agrees
+    assert query.matches(doc) is expected
 
 
 @settings(max_examples=300)

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
-from typing import Annotated, Any, Literal
+from functools import lru_cache
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -57,6 +59,7 @@ TOPIC_KEY = "t:"
 ENTITY_KEY = "e:"
 SOURCE_KEY = "s:"
 LANGUAGE_KEY = "l:"
+MIN_SCORE_KEY = "m:"  # + tenth of the article's best topic score; "t<tenth>:<topic>" per topic
 
 _TOPIC_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
@@ -406,19 +409,17 @@ class Subscription(_Settable):
     disabled: bool = False
     disabled_reason: str | None = None
 
-    _query: Query | None = PrivateAttr(default=None)
-    _entity_keys: tuple[str, ...] = PrivateAttr(default=())
-    _source_keys: frozenset[str] = PrivateAttr(default=frozenset())
-    _topics: frozenset[str] = PrivateAttr(default=frozenset())
-    _languages: frozenset[str] = PrivateAttr(default=frozenset())
+    _filter: CompiledFilter | None = PrivateAttr(default=None)
 
     def model_post_init(self, context: Any, /) -> None:
-        # Compiled once: the percolator calls matches() for every candidate of every article.
-        self._query = parse(self.query) if self.query else None
-        self._entity_keys = tuple(dict.fromkeys(e.key for e in self.entities))
-        self._source_keys = frozenset(_source_filter_key(s) for s in self.sources)
-        self._topics = frozenset(self.topics)
-        self._languages = frozenset(self.languages)
+        # Compiled once: the percolator checks it for every candidate of every article.
+        self._filter = CompiledFilter.of(self)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """Copies recompile their filter: ``update`` bypasses validation and post-init."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._filter = CompiledFilter.of(copy)
+        return copy
 
     # -- construction --------------------------------------------------------------------------
 
@@ -439,12 +440,12 @@ class Subscription(_Settable):
     def apply(self, patch: SubscriptionPatch, *, now: datetime | None = None) -> Subscription:
         """This subscription with the patch applied (a new object; validated as a whole)."""
         data = self.model_dump(mode="json")
-        for field, value in patch.changes().items():
-            if value is None and field in _LIST_FIELDS:
+        for name, value in patch.changes().items():
+            if value is None and name in _LIST_FIELDS:
                 value = []
-            elif value is None and field in _DEFAULTED_FIELDS:
-                value = _DEFAULTED_FIELDS[field]
-            data[field] = value
+            elif value is None and name in _DEFAULTED_FIELDS:
+                value = _DEFAULTED_FIELDS[name]
+            data[name] = value
         if data.get("webhook_url") and not data.get("webhook_secret"):
             data["webhook_secret"] = new_webhook_secret()
         if patch.disabled is False and "disabled_reason" not in patch.model_fields_set:
@@ -455,57 +456,21 @@ class Subscription(_Settable):
     # -- matching ------------------------------------------------------------------------------
 
     @property
+    def compiled(self) -> CompiledFilter:
+        assert self._filter is not None  # set by model_post_init
+        return self._filter
+
+    @property
     def compiled_query(self) -> Query | None:
-        return self._query
+        return self.compiled.query
 
     def matches(self, article: PreparedArticle) -> bool:
         """All filters AND-ed; see the module docstring for each one's meaning."""
-        if self.disabled:
-            return False
-        scores = article.topic_scores
-        floor = self.min_score
-        if self._topics:
-            if floor is None:
-                if self._topics.isdisjoint(scores):
-                    return False
-            elif not any(scores.get(t, -1.0) >= floor for t in self._topics):
-                return False
-        elif floor is not None and article.max_score < floor:
-            return False
-        if self._languages and article.language not in self._languages:
-            return False
-        if self._source_keys and self._source_keys.isdisjoint(article.source_keys):
-            return False
-        if self._entity_keys:
-            keys = article.entity_keys
-            if self.entities_match == "all":
-                if not all(k in keys for k in self._entity_keys):
-                    return False
-            elif not any(k in keys for k in self._entity_keys):
-                return False
-        return self._query is None or self._query.matches(article.doc)
+        return self.compiled.matches(article)
 
     def presearch_clauses(self) -> list[frozenset[str]]:
-        """Key sets an article must hit (one key of each) to possibly match; see percolator.
-
-        Over-approximates :meth:`matches` and never under-approximates it.
-        """
-        clauses: list[frozenset[str]] = []
-        if self._topics:
-            clauses.append(frozenset(TOPIC_KEY + t for t in self._topics))
-        if self._entity_keys:
-            keys = [ENTITY_KEY + k for k in self._entity_keys]
-            if self.entities_match == "all":
-                clauses.extend(frozenset((k,)) for k in keys)
-            else:
-                clauses.append(frozenset(keys))
-        if self._source_keys:
-            clauses.append(frozenset(SOURCE_KEY + k for k in self._source_keys))
-        if self._languages:
-            clauses.append(frozenset(LANGUAGE_KEY + code for code in self._languages))
-        if self._query is not None:
-            clauses.extend(self._query.clauses)
-        return clauses
+        """Key sets an article must hit (one key of each) to possibly match; see percolator."""
+        return self.compiled.presearch_clauses()
 
     def public(self) -> dict[str, Any]:
         """The JSON an API returns to the owner: everything but the webhook secrets' history."""
@@ -513,15 +478,217 @@ class Subscription(_Settable):
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledFilter:
+    """A subscription's filters in plain, fast-to-read form (no pydantic attribute machinery)."""
+
+    disabled: bool
+    topics: frozenset[str]
+    min_score: float | None
+    languages: frozenset[str]
+    source_keys: frozenset[str]
+    entity_keys: tuple[str, ...]
+    entities_all: bool
+    query: Query | None
+    check: Callable[[PreparedArticle], bool] = field(repr=False, compare=False)
+
+    def presearch_clauses(self) -> list[frozenset[str]]:
+        """Key sets an article must hit (one key of each) to possibly match; see percolator.
+
+        Over-approximates :meth:`matches` and never under-approximates it.
+        """
+        f = self
+        clauses: list[frozenset[str]] = []
+        if f.topics and f.min_score is not None:
+            bucket = score_bucket(f.min_score)
+            clauses.append(frozenset(f"t{bucket}:{t}" for t in f.topics))
+        elif f.topics:
+            clauses.append(frozenset(TOPIC_KEY + t for t in f.topics))
+        elif f.min_score is not None:
+            clauses.append(frozenset((f"{MIN_SCORE_KEY}{score_bucket(f.min_score)}",)))
+        if f.entity_keys:
+            keys = [ENTITY_KEY + k for k in f.entity_keys]
+            if f.entities_all:
+                clauses.extend(frozenset((k,)) for k in keys)
+            else:
+                clauses.append(frozenset(keys))
+        if f.source_keys:
+            clauses.append(frozenset(SOURCE_KEY + k for k in f.source_keys))
+        if f.languages:
+            clauses.append(frozenset(LANGUAGE_KEY + code for code in f.languages))
+        if f.query is not None:
+            clauses.extend(f.query.clauses)
+        return clauses
+
+    @property
+    def exact_clauses(self) -> bool:
+        """True when an article offering a key of every presearch clause surely matches.
+
+        Holds when every filter in use is a plain set test that the article's keys mirror:
+        topics without a score floor, languages, sources, entities, and an exact query
+        (:attr:`Query.exact`). ``min_score`` keys are tenths, so a floor is never exact.
+        """
+        if self.disabled or self.min_score is not None:
+            return False
+        return self.query is None or self.query.exact
+
+    @property
+    def key(self) -> FilterKey:
+        """Identity of the filter: subscriptions with equal keys match the same articles."""
+        return (
+            self.disabled,
+            tuple(sorted(self.topics)),
+            self.min_score,
+            tuple(sorted(self.languages)),
+            tuple(sorted(self.source_keys)),
+            self.entity_keys,
+            self.entities_all,
+            self.query.text if self.query else None,
+        )
+
+    @classmethod
+    def of(cls, sub: _Settable) -> CompiledFilter:
+        """The compiled filter of ``sub``; identical filters share one (cached) instance."""
+        return _compile_filter(
+            (
+                bool(getattr(sub, "disabled", False)),
+                tuple(sorted(set(sub.topics))),
+                sub.min_score,
+                tuple(sorted(set(sub.languages))),
+                tuple(sorted({_source_filter_key(s) for s in sub.sources})),
+                tuple(dict.fromkeys(e.key for e in sub.entities)),
+                sub.entities_match == "all",
+                sub.query or None,
+            )
+        )
+
+    def _compile(self) -> Callable[[PreparedArticle], bool]:
+        """:meth:`matches` as one closure over only the filters this subscription uses.
+
+        The percolator calls it for every candidate of every article, so the generic
+        method's attribute reads and branches for unused filters are worth removing; a
+        property test holds the two equal.
+        """
+        if self.disabled:
+            return _never
+        preds: list[Callable[[PreparedArticle], bool]] = []
+        topics, floor = self.topics, self.min_score
+        if topics and floor is None:
+            preds.append(lambda a: not topics.isdisjoint(a.topic_scores))
+        elif topics and floor is not None and len(topics) == 1:
+            (topic,) = topics
+            preds.append(lambda a: a.topic_scores.get(topic, -1.0) >= floor)
+        elif topics and floor is not None:
+            preds.append(lambda a: any(a.topic_scores.get(t, -1.0) >= floor for t in topics))
+        elif floor is not None:
+            preds.append(lambda a: bool(a.topic_scores) and a.max_score >= floor)
+        if self.languages:
+            languages = self.languages
+            preds.append(lambda a: a.language in languages)
+        if self.source_keys:
+            sources = self.source_keys
+            preds.append(lambda a: not sources.isdisjoint(a.source_keys))
+        if self.entity_keys:
+            entities = frozenset(self.entity_keys)
+            if self.entities_all:
+                preds.append(lambda a: entities <= a.entity_keys)
+            else:
+                preds.append(lambda a: not entities.isdisjoint(a.entity_keys))
+        if self.query is not None:
+            preds.append(self.query.matcher)  # reads a.terms and a.joined directly
+        if not preds:
+            return _always
+        if len(preds) == 1:
+            return preds[0]
+        if len(preds) == 2:
+            p, q = preds
+            return lambda a: p(a) and q(a)
+        return lambda a: all(p(a) for p in preds)
+
+    def matches(self, article: PreparedArticle) -> bool:
+        """Every filter, in order of cost (cheap set tests before the query)."""
+        if self.disabled:
+            return False
+        scores = article.topic_scores
+        floor = self.min_score
+        if self.topics:
+            if floor is None:
+                if self.topics.isdisjoint(scores):
+                    return False
+            elif not any(scores.get(t, -1.0) >= floor for t in self.topics):
+                return False
+        elif floor is not None and (not scores or article.max_score < floor):
+            return False
+        if self.languages and article.language not in self.languages:
+            return False
+        if self.source_keys and self.source_keys.isdisjoint(article.source_keys):
+            return False
+        if self.entity_keys:
+            keys = article.entity_keys
+            if self.entities_all:
+                if not all(k in keys for k in self.entity_keys):
+                    return False
+            elif not any(k in keys for k in self.entity_keys):
+                return False
+        return self.query is None or self.query.matches(article.doc)
+
+
+#: (disabled, topics, min_score, languages, source keys, entity keys, all entities?, query)
+FilterKey = tuple[
+    bool,
+    tuple[str, ...],
+    float | None,
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[str, ...],
+    bool,
+    str | None,
+]
+
+
+@lru_cache(maxsize=200_000)
+def _compile_filter(key: FilterKey) -> CompiledFilter:
+    disabled, topics, min_score, languages, sources, entities, entities_all, query = key
+    compiled = CompiledFilter(
+        disabled=disabled,
+        topics=frozenset(topics),
+        min_score=min_score,
+        languages=frozenset(languages),
+        source_keys=frozenset(sources),
+        entity_keys=entities,
+        entities_all=entities_all,
+        query=parse(query) if query else None,
+        check=_always,
+    )
+    object.__setattr__(compiled, "check", compiled._compile())
+    return compiled
+
+
+def _never(article: PreparedArticle) -> bool:
+    return False
+
+
+def _always(article: PreparedArticle) -> bool:
+    return True
+
+
+def score_bucket(score: float) -> int:
+    """Tenths of a score, 0..10: presearch keys for ``min_score`` (monotonic in the score)."""
+    return min(10, max(0, int(score * 10)))
+
+
+@dataclass(frozen=True, slots=True)
 class PreparedArticle:
     """A classified article in the shape filters need, computed once per article.
 
-    ``keys`` is every presearch key the article offers: its query tokens (bare) and its
-    namespaced topics, entities, sources and language.
+    ``keys`` is every presearch key the article offers: its tokens and adjacent token pairs
+    (bare), and its namespaced topics (also per score tenth, for ``min_score``), entities,
+    sources and language.
     """
 
     article: ClassifiedArticle
     doc: Document
+    terms: frozenset[str]
+    joined: str
     topic_scores: dict[str, float]
     max_score: float
     entity_keys: frozenset[str]
@@ -532,7 +699,6 @@ class PreparedArticle:
     @classmethod
     def from_classified(cls, classified: ClassifiedArticle) -> PreparedArticle:
         art = classified.article
-        doc = Document.from_text(art.title, art.body)
         scores: dict[str, float] = {}
         for tag in classified.topics:
             scores[tag.id] = max(tag.score, scores.get(tag.id, 0.0))
@@ -552,19 +718,28 @@ class PreparedArticle:
         source_keys.discard("")
         language = language_code(art.language)
         extra = [TOPIC_KEY + t for t in scores]
+        for topic, score in scores.items():
+            extra += [f"t{b}:{topic}" for b in range(score_bucket(score) + 1)]
+        top = score_bucket(max(scores.values(), default=0.0))
+        extra += [f"{MIN_SCORE_KEY}{b}" for b in range(top + 1)] if scores else []
         extra += [ENTITY_KEY + k for k in entity_keys]
         extra += [SOURCE_KEY + k for k in source_keys]
         if language:
             extra.append(LANGUAGE_KEY + language)
+        # One set for the query words and the presearch keys (namespaced keys hold ":",
+        # which no token does, so queries cannot see them): built once, never copied.
+        doc = Document.from_text(art.title, art.body, extra)
         return cls(
             article=classified,
             doc=doc,
+            terms=doc.terms,
+            joined=doc.joined,
             topic_scores=scores,
             max_score=max(scores.values(), default=0.0),
             entity_keys=frozenset(entity_keys),
             source_keys=frozenset(source_keys),
             language=language,
-            keys=doc.terms.union(extra),
+            keys=doc.terms,
         )
 
 

@@ -25,6 +25,8 @@ class FeedFile:
     send_etag: bool = True
     send_last_modified: bool = True
     last_modified: str = field(default_factory=lambda: formatdate(usegmt=True))
+    location: str | None = None
+    """For a redirect status: where to."""
 
     @property
     def etag(self) -> str:
@@ -61,6 +63,8 @@ class FeedServer:
                 elif feed.status != 200:
                     status = feed.status
                     self.send_response(feed.status)
+                    if feed.location:
+                        self.send_header("Location", feed.location)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 elif (feed.send_etag and inm == feed.etag) or (

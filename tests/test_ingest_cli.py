@@ -78,7 +78,7 @@ def test_rejected_list_and_retry(settings, tmp_path, capsys):
 
 
 def test_feeds_add_list_poll_remove(settings, capsys):
-    with running_feed_server() as feeds, running_ingest(settings) as url:
+    with running_feed_server() as feeds, running_ingest(settings, allow_private_feeds=True) as url:
         rss = feeds.serve("/rss.xml", RSS)
         assert main(["feeds", "add", rss, "--url", url]) == 0
         assert f"added {rss}" in capsys.readouterr().out

@@ -161,3 +161,32 @@ async def test_relative_item_links_resolve_against_the_feed_address(feed_server)
         fetched = await fetch_feed(client, url)
     assert fetched.feed is not None
     assert fetched.feed.items[1].link == feed_server.url("/2023/11/09/davids-sling")
+
+
+async def test_redirects_are_followed_and_every_hop_is_checked(feed_server):
+    target = feed_server.serve("/feeds/rss.xml", RSS)
+    moved = feed_server.serve("/old.xml", "", status=301, location="/feeds/rss.xml")
+    checked: list[str] = []
+
+    async def allow_all(url: str) -> None:
+        checked.append(url)
+
+    async def refuse_new_home(url: str) -> None:
+        if url.endswith("/feeds/rss.xml"):
+            raise ValueError("host 127.0.0.1 is not allowed")
+
+    async with httpx.AsyncClient(timeout=5) as client:
+        followed = await fetch_feed(client, moved, guard=allow_all)
+        refused = await fetch_feed(client, moved, guard=refuse_new_home)
+        looping = await fetch_feed(
+            client, feed_server.serve("/loop.xml", "", status=302, location="/loop.xml")
+        )
+    assert followed.outcome == "ok" and checked == [moved, target]
+    assert followed.feed is not None and len(followed.feed.items) == 2
+    assert (
+        refused.outcome == "error"
+        and refused.error == f"refused {target}: host 127.0.0.1 is not allowed"
+    )
+    assert looping.outcome == "error" and looping.error == "more than 5 redirects"
+    # the refused hop was never requested
+    assert [r.path for r in feed_server.requests].count("/feeds/rss.xml") == 1

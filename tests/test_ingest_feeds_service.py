@@ -31,7 +31,7 @@ def wait_for(predicate, timeout: float = 10.0):
 
 
 def test_add_poll_status_and_conditional_refetch(settings, redis_client):
-    with running_feed_server() as feeds, running_ingest(settings) as url:
+    with running_feed_server() as feeds, running_ingest(settings, allow_private_feeds=True) as url:
         rss = feeds.serve("/rss.xml", RSS)
         added = httpx.post(f"{url}/v1/feeds", json={"url": rss})
         assert added.status_code == 201 and added.json()["last_outcome"] == "never"
@@ -77,7 +77,7 @@ def test_add_poll_status_and_conditional_refetch(settings, redis_client):
 
 
 def test_errors_are_reported_per_feed_and_removal(settings):
-    with running_feed_server() as feeds, running_ingest(settings) as url:
+    with running_feed_server() as feeds, running_ingest(settings, allow_private_feeds=True) as url:
         broken = feeds.serve("/broken.xml", RSS, status=503)
         atom = feeds.serve("/atom.xml", ATOM, content_type="application/atom+xml")
         for feed in (broken, atom):
@@ -111,7 +111,9 @@ def test_errors_are_reported_per_feed_and_removal(settings):
 def test_configured_feeds_are_polled_in_the_background(settings, redis_client):
     with running_feed_server() as feeds:
         rss = feeds.serve("/rss.xml", RSS)
-        with running_ingest(settings, feeds=rss, feed_poll_interval=0.2) as url:
+        with running_ingest(
+            settings, feeds=rss, feed_poll_interval=0.2, allow_private_feeds=True
+        ) as url:
             wait_for(lambda: len(accepted(redis_client, settings)) == 2)
             wait_for(lambda: sum(r.status == 304 for r in feeds.requests) >= 2)
             [status] = httpx.get(f"{url}/v1/feeds").json()["feeds"]
@@ -119,3 +121,16 @@ def test_configured_feeds_are_polled_in_the_background(settings, redis_client):
     assert status["last_outcome"] == "not_modified"
     # every item ingested exactly once however often the feed was polled
     assert len(accepted(redis_client, settings)) == 2
+
+
+def test_feeds_inside_our_network_are_refused_unless_allowed(settings):
+    with running_feed_server() as feeds, running_ingest(settings) as url:
+        rss = feeds.serve("/rss.xml", RSS)
+        refused = httpx.post(f"{url}/v1/feeds", json={"url": rss})
+        metadata = httpx.post(f"{url}/v1/feeds", json={"url": "http://169.254.169.254/feed"})
+        listed = httpx.get(f"{url}/v1/feeds").json()["feeds"]
+    assert refused.status_code == 422
+    [error] = refused.json()["detail"]
+    assert error["field"] == "url" and "127.0.0.1" in error["message"]
+    assert metadata.status_code == 422 and "metadata" in metadata.json()["detail"][0]["message"]
+    assert listed == [] and feeds.requests == []  # nothing was fetched

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     )
     feeds: Annotated[list[str], NoDecode] = Field(default_factory=list)
     feed_poll_interval: float = Field(default=300.0, gt=0)
+    allow_private_feeds: bool = Field(
+        default=False, description="Allow feeds on loopback/private addresses (dev and tests)."
+    )
 
     # --- Classify ---------------------------------------------------------------------------
     taxonomy_path: Path | None = Field(

@@ -157,7 +157,7 @@ def build_router(pipeline: IngestPipeline) -> APIRouter:
 
 class RetryRequest(BaseModel):
     ids: list[str] = Field(default_factory=list, max_length=10_000)
-    all: bool = Field(default=False, description="Retry every rejection (newest 10,000).")
+    all: bool = Field(default=False, description="Retry every rejection (the newest 1,000).")
     payloads: dict[str, Any] = Field(
         default_factory=dict, description="Corrected payloads by rejection id, used instead."
     )
@@ -228,7 +228,7 @@ def build_feeds_router(registry: FeedRegistry, poller: FeedPoller) -> APIRouter:
     async def add_feed(request: FeedRequest) -> JSONResponse:
         """Register a feed (polled from now on); 200 if it was already registered."""
         try:
-            status, created = await registry.add(request.url)
+            status, created = await registry.add(await poller.check(request.url))
         except InvalidURL as exc:
             return JSONResponse(
                 {"detail": [{"field": "url", "message": str(exc)}]}, status_code=422

@@ -26,9 +26,16 @@ from redis.exceptions import RedisError
 from services.common.models import utcnow
 from services.common.settings import Settings
 from services.common.streams import StreamNames
-from services.ingest.feeds import FeedStatus, fetch_feed, item_to_submission, record_poll
+from services.ingest.feeds import (
+    FeedStatus,
+    URLGuard,
+    fetch_feed,
+    item_to_submission,
+    record_poll,
+)
 from services.ingest.pipeline import IngestPipeline, dump_payload
 from services.ingest.urls import InvalidURL, canonical_url
+from services.notify.ssrf import UnsafeURLError, check_webhook_url
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +98,24 @@ class FeedMetrics:
             success = status.last_success_at.timestamp() if status.last_success_at else 0
             self.last_success.labels(status.url).set(success)
             self.consecutive_errors.labels(status.url).set(status.consecutive_errors)
+
+
+def address_guard(allow_private: bool) -> URLGuard:
+    """Refuse feed addresses inside our own network (loopback, private, link-local, metadata).
+
+    Ingest fetches whatever URL a feed names, from inside the deployment; the same rules as for
+    webhooks apply (notify's SSRF check: every resolved address must be public), checked when
+    the feed is added and before every request, redirects included.
+    ``TOPICWATCH_ALLOW_PRIVATE_FEEDS=true`` lifts the private-address rule (dev and tests).
+    """
+
+    async def guard(url: str) -> None:
+        try:
+            await check_webhook_url(url, allow_private=allow_private)
+        except UnsafeURLError as exc:
+            raise ValueError(exc.reason.replace("webhook host", "host")) from None
+
+    return guard
 
 
 def validate_feed_url(url: str) -> str:
@@ -169,6 +194,16 @@ class FeedPoller:
         self.metrics = metrics
         self.timeout = timeout
         self.wake = asyncio.Event()
+        self.guard = address_guard(settings.allow_private_feeds)
+
+    async def check(self, url: str) -> str:
+        """The feed URL if it may be polled; raises ``InvalidURL`` saying why not."""
+        url = validate_feed_url(url)
+        try:
+            await self.guard(url)
+        except (ValueError, OSError) as exc:
+            raise InvalidURL(str(exc)) from exc
+        return url
 
     async def poll(self, client: httpx.AsyncClient, url: str) -> FeedStatus | None:
         """One conditional fetch of one feed; new items go through the pipeline."""
@@ -182,7 +217,11 @@ class FeedPoller:
             if status is None:
                 return None
             fetch = await fetch_feed(
-                client, url, etag=status.etag, last_modified=status.last_modified
+                client,
+                url,
+                etag=status.etag,
+                last_modified=status.last_modified,
+                guard=self.guard,
             )
             new_items = 0
             if fetch.feed is not None:
@@ -222,7 +261,7 @@ class FeedPoller:
         """Register the feeds named in ``TOPICWATCH_FEEDS`` (kept if already present)."""
         for url in self.settings.feeds:
             try:
-                await self.registry.add(url)
+                await self.registry.add(await self.check(url))
             except InvalidURL as exc:
                 log.error("TOPICWATCH_FEEDS: %r is not a feed URL: %s", url, exc)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -186,6 +187,44 @@ def item_to_submission(item: FeedItem, *, feed_url: str, feed_title: str | None)
     }
 
 
+#: Checks one address before it is fetched (the feed URL and every redirect); raises
+#: ``ValueError`` or ``OSError`` with the reason to refuse it.
+URLGuard = Callable[[str], Awaitable[None]]
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+async def _download(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], max_bytes: int
+) -> FeedFetch | tuple[bytes, httpx.Response] | str:
+    """One GET: an outcome, the body with its response, or the next URL of a redirect."""
+    async with client.stream("GET", url, headers=headers, follow_redirects=False) as response:
+        if response.status_code == 304:
+            return FeedFetch(outcome="not_modified", http_status=304)
+        if response.status_code in _REDIRECTS:
+            location = response.headers.get("location")
+            if not location:
+                return FeedFetch(outcome="error", error="redirect without a Location")
+            return str(response.url.join(location))
+        if response.status_code >= 400:
+            return FeedFetch(
+                outcome="error",
+                http_status=response.status_code,
+                error=f"HTTP {response.status_code} {response.reason_phrase}".strip(),
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                return FeedFetch(
+                    outcome="error",
+                    http_status=response.status_code,
+                    error=f"feed larger than {max_bytes} bytes",
+                )
+            chunks.append(chunk)
+        return b"".join(chunks), response
+
+
 async def fetch_feed(
     client: httpx.AsyncClient,
     url: str,
@@ -193,8 +232,14 @@ async def fetch_feed(
     etag: str | None = None,
     last_modified: str | None = None,
     max_bytes: int = MAX_FEED_BYTES,
+    guard: URLGuard | None = None,
+    max_redirects: int = 5,
 ) -> FeedFetch:
-    """One conditional GET and parse.  Never raises for feed problems: they are an outcome."""
+    """One conditional GET and parse.  Never raises for feed problems: they are an outcome.
+
+    Redirects are followed here rather than by httpx so that ``guard`` sees every address
+    before it is requested (a public feed must not redirect ingest into the private network).
+    """
     headers = {
         "User-Agent": USER_AGENT,
         "Accept": "application/rss+xml, application/atom+xml, "
@@ -204,52 +249,40 @@ async def fetch_feed(
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    try:
-        async with client.stream("GET", url, headers=headers, follow_redirects=True) as response:
-            if response.status_code == 304:
-                return FeedFetch(
-                    outcome="not_modified",
-                    etag=etag,
-                    last_modified=last_modified,
-                    http_status=304,
-                )
-            if response.status_code >= 400:
-                return FeedFetch(
-                    outcome="error",
-                    http_status=response.status_code,
-                    error=f"HTTP {response.status_code} {response.reason_phrase}".strip(),
-                )
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    return FeedFetch(
-                        outcome="error",
-                        http_status=response.status_code,
-                        error=f"feed larger than {max_bytes} bytes",
-                    )
-                chunks.append(chunk)
-            content = b"".join(chunks)
-            response_headers = {k.lower(): v for k, v in response.headers.items()}
-            # Relative item links resolve against the feed's own (final) address.
-            response_headers.setdefault("content-location", str(response.url))
-            new_etag = response.headers.get("etag")
-            new_last_modified = response.headers.get("last-modified")
-            status_code = response.status_code
-    except httpx.HTTPError as exc:
-        return FeedFetch(outcome="error", error=f"{type(exc).__name__}: {exc}".rstrip(": "))
-    try:
-        feed = parse_feed(content, headers=response_headers)
-    except FeedError as exc:
-        return FeedFetch(outcome="error", http_status=status_code, error=str(exc))
-    return FeedFetch(
-        outcome="ok",
-        feed=feed,
-        etag=new_etag,
-        last_modified=new_last_modified,
-        http_status=status_code,
-    )
+    target = url
+    for _ in range(max_redirects + 1):
+        if guard is not None:
+            try:
+                await guard(target)
+            except (ValueError, OSError) as exc:
+                return FeedFetch(outcome="error", error=f"refused {target}: {exc}")
+        try:
+            result = await _download(client, target, headers, max_bytes)
+        except httpx.HTTPError as exc:
+            return FeedFetch(outcome="error", error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+        if isinstance(result, str):
+            target = result
+            continue
+        if isinstance(result, FeedFetch):
+            if result.outcome == "not_modified":
+                result.etag, result.last_modified = etag, last_modified
+            return result
+        content, response = result
+        response_headers = {k.lower(): v for k, v in response.headers.items()}
+        # Relative item links resolve against the feed's own (final) address.
+        response_headers.setdefault("content-location", str(response.url))
+        try:
+            feed = parse_feed(content, headers=response_headers)
+        except FeedError as exc:
+            return FeedFetch(outcome="error", http_status=response.status_code, error=str(exc))
+        return FeedFetch(
+            outcome="ok",
+            feed=feed,
+            etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"),
+            http_status=response.status_code,
+        )
+    return FeedFetch(outcome="error", error=f"more than {max_redirects} redirects")
 
 
 def record_poll(

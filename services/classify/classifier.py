@@ -392,29 +392,34 @@ class Classifier:
         """The topic's detail and its evidence hits, strongest rule first."""
         tax = self.taxonomy
         topic = tax.topics[ti]
-        miss = 1.0  # probability that no positive evidence is right
         factor = 1.0
+        # One piece of evidence per sentence: the strongest rule that fired in it. Rules
+        # that overlap (a named system and the bare words "air defence" in the same
+        # sentence) must not count the same words twice.
+        best: dict[int, tuple[float, int]] = {}
+        for ri, (rule, firings) in enumerate(rule_firings):
+            if rule.weight < 0:
+                factor *= 1.0 + rule.weight
+                continue
+            boosted = min(0.99, rule.weight * tax.title_boost)
+            for sid, in_title, _ in firings:
+                w = boosted if in_title else rule.weight
+                current = best.get(sid)
+                if current is None or w > current[0]:
+                    best[sid] = (w, ri)
+        # Repeats across sentences add up with diminishing returns (noisy-OR, decayed).
+        miss = 1.0
+        decay = 1.0
+        rule_miss = [1.0] * len(rule_firings)
+        for w, ri in sorted(best.values(), reverse=True):
+            p = w * decay
+            miss *= 1.0 - p
+            rule_miss[ri] *= 1.0 - p
+            decay *= tax.repeat_decay
         out: list[RuleFiring] = []
         positive: list[tuple[float, str, list[_Firing]]] = []
-        for rule, firings in rule_firings:
-            if rule.weight < 0:
-                contribution = -rule.weight
-                factor *= 1.0 + rule.weight
-            else:
-                weights = sorted(
-                    (
-                        min(0.99, rule.weight * tax.title_boost) if in_title else rule.weight
-                        for _, in_title, _ in firings
-                    ),
-                    reverse=True,
-                )
-                rule_miss = 1.0
-                decay = 1.0
-                for w in weights:
-                    rule_miss *= 1.0 - w * decay
-                    decay *= tax.repeat_decay
-                contribution = 1.0 - rule_miss
-                miss *= rule_miss
+        for ri, (rule, firings) in enumerate(rule_firings):
+            contribution = -rule.weight if rule.weight < 0 else 1.0 - rule_miss[ri]
             if explain:
                 out.append(
                     RuleFiring(

@@ -591,3 +591,29 @@ def test_html_extraction_never_crashes(html):
     except NoArticleText:
         return
     assert page.text.strip()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=400))
+def test_line_level_functions_never_crash(text):
+    assert chrome_kind(text) in (
+        None,
+        "advert",
+        "related",
+        "newsletter",
+        "call-to-action",
+        "copyright",
+        "share",
+        "site",
+        "credit",
+        "navigation",
+    )
+    match = find_dateline(text)
+    assert match is None or (match.place and 0 < match.end <= len(text))
+    language = detect_language(text)
+    assert language is None or language.isalpha()
+    try:
+        tag = normalize_language_tag(text)
+    except ValueError:
+        return
+    assert tag == normalize_language_tag(tag)

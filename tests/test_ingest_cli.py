@@ -11,7 +11,7 @@ from services.cli import main
 
 from .conftest import SAMPLES
 from .feed_server import RSS, running_feed_server
-from .ingest_server import names, running_ingest
+from .ingest_server import names, running_ingest, stream_events
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +40,10 @@ def test_publish_folder_summary_and_exit_status(settings, redis_client, tmp_path
     assert "bad.jsonl:1" in out_failed and "whenever" in out_failed
     assert "bad.jsonl:2" in out_failed and "not valid JSON" in out_failed
     assert "missing.json" in out_failed and "no such file" in out_failed
-    assert redis_client.xlen(names(settings).accepted) == 37
+    articles = stream_events(redis_client, names(settings).accepted)
+    assert len(articles) == 37 and {a["received_via"] for a in articles} == {"file"}
+    rejected = stream_events(redis_client, names(settings).rejected)
+    assert [r["received_via"] for r in rejected] == ["file"]  # the one that reached ingest
 
 
 def test_publish_with_api_key_and_unreachable_service(settings, monkeypatch, capsys):
@@ -83,7 +86,7 @@ def test_feeds_add_list_poll_remove(settings, capsys):
         assert main(["feeds", "add", rss, "--url", url]) == 0
         assert f"added {rss}" in capsys.readouterr().out
         assert main(["feeds", "add", "gopher://x", "--url", url]) == 2
-        capsys.readouterr()
+        assert "topicwatch: url: must be an absolute http" in capsys.readouterr().err
         assert main(["feeds", "poll", "--url", url]) == 0
         capsys.readouterr()
         assert main(["feeds", "list", "--url", url, "--json"]) == 0

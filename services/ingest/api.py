@@ -22,9 +22,13 @@ from redis.exceptions import RedisError
 
 from services.common.http import require_api_key
 from services.ingest.feed_poller import FeedPoller, FeedRegistry
-from services.ingest.pipeline import IngestPipeline, Outcome, dump_payload, rejected
+from services.ingest.pipeline import IngestPipeline, Outcome, Via, dump_payload, rejected
 from services.ingest.rejected import RejectedStore
 from services.ingest.urls import InvalidURL
+
+#: ``topicwatch publish`` marks its requests so that articles read from files are counted
+#: (and recorded in ``received_via``) as such; any other value means an ordinary API call.
+VIA_HEADER = "X-Topicwatch-Via"
 
 NDJSON_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
@@ -130,13 +134,14 @@ def build_router(pipeline: IngestPipeline) -> APIRouter:
                     },
                     status_code=413,
                 )
+        via: Via = "file" if request.headers.get(VIA_HEADER, "").lower() == "file" else "api"
         outcomes: list[Outcome] = []
         try:
             for item in items:
                 if item.problem is not None:
-                    outcomes.append(await pipeline.reject(item.problem, item.raw, "api"))
+                    outcomes.append(await pipeline.reject(item.problem, item.raw, via))
                 else:
-                    outcomes.append(await pipeline.submit(item.value, "api", raw=item.raw))
+                    outcomes.append(await pipeline.submit(item.value, via, raw=item.raw))
         except RedisError:
             return _unavailable(outcomes)
         results = [outcome.as_json() for outcome in outcomes]

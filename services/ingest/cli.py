@@ -23,6 +23,7 @@ from rich.table import Table
 
 from services.common.files import FileItem, read_all
 from services.common.settings import Settings, load_settings
+from services.ingest.api import VIA_HEADER
 from services.ingest.bench import register_bench
 
 __all__ = ["register", "register_bench"]
@@ -109,10 +110,21 @@ def _client(args: argparse.Namespace, settings: Settings, timeout: float = 60.0)
 
 
 def _fail(response: httpx.Response) -> int:
-    print(
-        f"topicwatch: ingest answered {response.status_code}: {response.text[:500]}",
-        file=sys.stderr,
-    )
+    """Say what the service refused, field by field when it named fields."""
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = None
+    if isinstance(detail, list) and detail and all(isinstance(d, dict) for d in detail):
+        for item in detail:
+            print(f"topicwatch: {item.get('field')}: {item.get('message')}", file=sys.stderr)
+    elif isinstance(detail, str):
+        print(f"topicwatch: ingest answered {response.status_code}: {detail}", file=sys.stderr)
+    else:
+        print(
+            f"topicwatch: ingest answered {response.status_code}: {response.text[:500]}",
+            file=sys.stderr,
+        )
     return 2
 
 
@@ -171,7 +183,7 @@ def _send_batch(
         response = client.post(
             "/v1/articles",
             content=body.encode("utf-8"),
-            headers={"Content-Type": "application/x-ndjson"},
+            headers={"Content-Type": "application/x-ndjson", VIA_HEADER: "file"},
         )
         if response.status_code in (202, 422) and "articles" in response.json():
             for item, result in zip(sendable, response.json()["articles"], strict=True):

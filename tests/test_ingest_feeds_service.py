@@ -102,6 +102,10 @@ def test_errors_are_reported_per_feed_and_removal(settings):
     assert after[broken]["consecutive_errors"] == 2 and after[broken]["last_success_at"] is None
     assert polled[atom]["items_seen"] == 2 and after[atom]["last_error"] is None
     assert f'topicwatch_feed_consecutive_errors{{feed="{broken}"}} 2.0' in metrics
+    assert 'topicwatch_feeds{outcome="error"} 1.0' in metrics
+    assert 'topicwatch_feeds{outcome="ok"} 1.0' in metrics or (
+        'topicwatch_feeds{outcome="not_modified"} 1.0' in metrics
+    )
     assert removed.status_code == 200 and again.status_code == 404
     assert remaining == [atom]
     assert f'feed="{broken}"' not in metrics_after

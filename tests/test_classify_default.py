@@ -39,6 +39,15 @@ def test_seed_entities(clf: Classifier, seed_article: dict) -> None:
     assert ids["system:s-400"].kind == "system" and ids["system:s-400"].mentions >= 8
     assert ids["country:TR"].name == "Turkey"  # "Turkish" is Turkey
     assert result.taxonomy_version == clf.version
+    people = {e.id: e for e in result.entities if e.kind == "person"}
+    assert people.keys() == {
+        "person:mevlut-cavusoglu",
+        "person:mike-pompeo",
+        "person:alexander-mikheev",
+        "person:recep-tayyip-erdogan",
+    }
+    assert people["person:alexander-mikheev"].mentions == 1
+    assert people["person:recep-tayyip-erdogan"].name == "Recep Tayyip Erdogan"
 
 
 def test_page_chrome_does_not_change_tags(clf: Classifier, seed_article: dict) -> None:

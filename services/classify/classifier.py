@@ -285,6 +285,9 @@ class Classifier:
             )
             for e, hs in mentions.items()
         ]
+        titles = tax.person_title_atoms.intersection(by_atom)
+        if titles:
+            entities += _people([h for a in titles for h in by_atom[a]], ctx)
         entities.sort(key=lambda ent: (-ent.mentions, ent.id))
         return Classification(
             topics=tags, entities=entities, taxonomy_version=tax.version, details=details
@@ -459,6 +462,32 @@ class Classifier:
             dampers=dampers,
         )
         return detail, hits
+
+
+# After a title ("Foreign Minister", "Gen."): two to four capitalised words, allowing the
+# lower-case particles of Arabic, Dutch, German, Spanish... names ("bin", "van der").
+_PARTICLE = r"(?:(?:al|bin|ibn|de|del|da|di|van|von|der|den|la|le|du|dos)[ \t]+)?"
+_NAME_AFTER_TITLE_RE = re.compile(
+    rf"\.?[ \t]+((?:[A-Z][\w'’.-]*[ \t]+{_PARTICLE}){{1,3}}[A-Z][\w'’-]+)"
+)
+
+
+def _people(title_hits: list[_H], ctx: _Context) -> list[Entity]:
+    """People named right after a title: cheap, precise, and enough to say who spoke."""
+    found: dict[str, set[int]] = {}
+    for h in title_hits:
+        _, end = ctx.span(h)
+        m = _NAME_AFTER_TITLE_RE.match(ctx.text, end)
+        if m is None:
+            continue
+        name = m.group(1).rstrip("'’.-")
+        found.setdefault(name, set()).add(end)  # "Director General X": one mention
+    out = []
+    for name, positions in found.items():
+        slug = _ALNUM_ONLY.sub("-", name.lower()).strip("-")
+        slug = re.sub("-+", "-", slug)
+        out.append(Entity(id=f"person:{slug}", kind="person", name=name, mentions=len(positions)))
+    return out
 
 
 def _first_by_sentence(hits: list[_H]) -> dict[int, _H]:

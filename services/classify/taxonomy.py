@@ -182,9 +182,13 @@ class TaxonomySpec(_Spec):
     lexicons: dict[str, Items] = Field(default_factory=dict)
     exclude: Items = Field(default_factory=list)
     dampers: list[DamperSpec] = Field(default_factory=list)
+    person_titles: Items = Field(
+        default_factory=list,
+        description='Titles that introduce a person\'s name ("Foreign Minister", "Gen.").',
+    )
     topics: list[TopicSpec] = Field(min_length=1)
 
-    @field_validator("exclude")
+    @field_validator("exclude", "person_titles")
     @classmethod
     def _items(cls, value: list[str]) -> list[str]:
         return _check_items(value)
@@ -316,6 +320,7 @@ class Taxonomy:
     trigger_rules: dict[int, tuple[int, ...]]
     exclusion_atoms: frozenset[int]
     context_groups: frozenset[int] = field(default_factory=frozenset)
+    person_title_atoms: frozenset[int] = field(default_factory=frozenset)
 
     def topic_ids(self) -> list[str]:
         return [t.id for t in self.topics]
@@ -669,6 +674,7 @@ def compile_taxonomy(main: SourceFile, read: Callable[[str], SourceFile]) -> Tax
     for entry in compiler.entries:
         exclusion_atoms |= entry.exclude_atoms
 
+    person_title_atoms = compiler.atoms(spec.person_titles, (None, "person_titles"))
     compiler.matcher.compile()
     digest = hashlib.sha256()
     for source in sources:
@@ -696,6 +702,7 @@ def compile_taxonomy(main: SourceFile, read: Callable[[str], SourceFile]) -> Tax
         trigger_rules={k: tuple(v) for k, v in trigger_rules.items()},
         exclusion_atoms=frozenset(exclusion_atoms),
         context_groups=frozenset(compiler.context_groups),
+        person_title_atoms=person_title_atoms,
     )
 
 

@@ -27,6 +27,9 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
+
+from pydantic import TypeAdapter
 
 from services.classify.matcher import NormalisedText, normalise
 from services.classify.segment import layout
@@ -40,6 +43,7 @@ _Firing = tuple[int, bool, list[_H]]
 
 _ALNUM_ONLY = re.compile(r"[\W_]")
 MAX_EVIDENCE_PER_TOPIC = 8
+_ENTITY_LIST: TypeAdapter[list[Entity]] = TypeAdapter(list[Entity])
 MAX_FIRINGS_SHOWN = 3
 
 
@@ -263,32 +267,38 @@ class Classifier:
             detail, hits = self._score(ti, rule_firings, damp.get(ti, []), ctx, explain)
             details.append(detail)
             if detail.tagged:
-                evidence: list[Evidence] = []
+                evidence: list[dict[str, object]] = []
                 seen: set[int] = set()
                 for rule_id, h in hits:
                     if h[0] not in seen:
                         seen.add(h[0])
-                        evidence.append(ctx.evidence(h, rule_id))
+                        evidence.append(ctx.evidence_dict(h, rule_id))
                         if len(evidence) >= MAX_EVIDENCE_PER_TOPIC:
                             break
-                tags.append(TopicTag(id=topic.id, score=detail.score, evidence=evidence))
+                # One validation call for the tag and its evidence (in pydantic-core).
+                tags.append(
+                    TopicTag.model_validate(
+                        {"id": topic.id, "score": detail.score, "evidence": evidence}
+                    )
+                )
         order = self._order
         tags.sort(key=lambda t: (-t.score, order[t.id]))
         details.sort(key=lambda d: (-d.score, order[d.id]))
 
-        entities = [
-            Entity(
-                id=entries[e].entity_id,
-                kind=entries[e].kind,
-                name=entries[e].name,
-                mentions=len({h[0] for h in hs}),
-            )
+        found = [
+            {
+                "id": entries[e].entity_id,
+                "kind": entries[e].kind,
+                "name": entries[e].name,
+                "mentions": len({h[0] for h in hs}),
+            }
             for e, hs in mentions.items()
         ]
         titles = tax.person_title_atoms.intersection(by_atom)
         if titles:
-            entities += _people([h for a in titles for h in by_atom[a]], ctx)
-        entities.sort(key=lambda ent: (-ent.mentions, ent.id))
+            found += _people([h for a in titles for h in by_atom[a]], ctx)
+        found.sort(key=lambda ent: (-cast(int, ent["mentions"]), cast(str, ent["id"])))
+        entities = _ENTITY_LIST.validate_python(found)
         return Classification(
             topics=tags, entities=entities, taxonomy_version=tax.version, details=details
         )
@@ -472,7 +482,7 @@ _NAME_AFTER_TITLE_RE = re.compile(
 )
 
 
-def _people(title_hits: list[_H], ctx: _Context) -> list[Entity]:
+def _people(title_hits: list[_H], ctx: _Context) -> list[dict[str, object]]:
     """People named right after a title: cheap, precise, and enough to say who spoke."""
     found: dict[str, set[int]] = {}
     for h in title_hits:
@@ -486,7 +496,9 @@ def _people(title_hits: list[_H], ctx: _Context) -> list[Entity]:
     for name, positions in found.items():
         slug = _ALNUM_ONLY.sub("-", name.lower()).strip("-")
         slug = re.sub("-+", "-", slug)
-        out.append(Entity(id=f"person:{slug}", kind="person", name=name, mentions=len(positions)))
+        out.append(
+            {"id": f"person:{slug}", "kind": "person", "name": name, "mentions": len(positions)}
+        )
     return out
 
 
@@ -511,7 +523,7 @@ class _Context:
         self._words: dict[int, int] = {}
         # Many topics cite the same words under the same rule name (watch lists built from
         # one template): build each Evidence once.
-        self._evidence: dict[tuple[int, int, str], Evidence] = {}
+        self._evidence: dict[tuple[int, int, str], dict[str, object]] = {}
         self._sentences: dict[int, dict[int, _H]] = {}
 
     def first_by_sentence(self, group: int, hits: list[_H]) -> dict[int, _H]:
@@ -531,19 +543,24 @@ class _Context:
         return self.norm.original_offset(h[0]), self.norm.original_offset(h[1] - 1) + 1
 
     def evidence(self, h: _H, rule: str) -> Evidence:
+        return Evidence.model_validate(self.evidence_dict(h, rule))
+
+    def evidence_dict(self, h: _H, rule: str) -> dict[str, object]:
+        """Evidence fields for a hit (cached: watch-list topics cite the same words)."""
         key = (h[0], h[1], rule)
         ev = self._evidence.get(key)
         if ev is None:
-            ev = self._evidence[key] = self._make_evidence(h, rule)
+            start, end = self.span(h)
+            field = "title" if start < self.body_start else "body"
+            shift = 0 if field == "title" else self.body_start
+            ev = self._evidence[key] = {
+                "text": self.text[start:end],
+                "field": field,
+                "start": start - shift,
+                "end": end - shift,
+                "rule": rule,
+            }
         return ev
-
-    def _make_evidence(self, h: _H, rule: str) -> Evidence:
-        start, end = self.span(h)
-        text = self.text[start:end]
-        if start < self.body_start:
-            return Evidence(text=text, field="title", start=start, end=end, rule=rule)
-        b = self.body_start
-        return Evidence(text=text, field="body", start=start - b, end=end - b, rule=rule)
 
 
 def load_classifier(path: Path | None = None) -> Classifier:

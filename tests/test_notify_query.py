@@ -19,6 +19,7 @@ from services.notify.query import (
     QueryError,
     Term,
     compile_node,
+    flat_form,
     fold,
     parse,
     render,
@@ -332,6 +333,28 @@ def test_clauses_never_exclude_a_matching_document(node: Node, title: str, body:
     if node.matches(doc):
         for clause in required_clauses(node):
             assert not clause.isdisjoint(doc.terms)
+
+
+@settings(max_examples=300)
+@given(_nodes(), texts, texts)
+def test_flat_form_is_exact_when_given(node: Node, title: str, body: str) -> None:
+    flat = flat_form(node)
+    if flat is None:
+        return
+    clauses, absent = flat
+    doc = Document.from_text(title, body)
+    by_keys = all(not c.isdisjoint(doc.terms) for c in clauses) and absent.isdisjoint(doc.terms)
+    assert by_keys is node.matches(doc)
+
+
+def test_flat_forms() -> None:
+    assert parse('nato (deal OR "air defence") -drill').flat == (
+        (frozenset({"nato"}), frozenset({"deal", "air defence"})),
+        frozenset({"drill"}),
+    )
+    assert parse("-(a OR b)").flat is None  # a negated group is not a key test
+    assert parse('"air defence systems"').flat is None  # three words: pairs are not enough
+    assert parse("a OR (b c)").flat is None
 
 
 @settings(max_examples=500)

@@ -367,22 +367,46 @@ def required_clauses(node: Node) -> list[frozenset[str]]:
     return [frozenset(union)]
 
 
-def is_exact(node: Node) -> bool:
-    """True when :func:`required_clauses` says exactly what the query means.
-
-    Then a document holding a key of every clause matches, and the percolator can skip the
-    full check: words, two-word phrases (the pair is the phrase), ANDs of exact parts, and
-    ORs of exact single-clause parts. Negations and longer phrases are not exact.
-    """
+def _key_of(node: Node) -> str | None:
+    """The single document key that decides ``node``: a word, or a two-word phrase's pair."""
     if isinstance(node, Term):
-        return True
-    if isinstance(node, Phrase):
-        return len(node.words) == 2
+        return node.word
+    if isinstance(node, Phrase) and len(node.words) == 2:
+        return intern(" ".join(node.words))
+    return None
+
+
+def flat_form(node: Node) -> tuple[tuple[frozenset[str], ...], frozenset[str]] | None:
+    """The query as pure key-set tests, when it is that simple; else None.
+
+    Returns ``(clauses, absent)``: the query matches exactly the documents holding a key of
+    every clause and none of the ``absent`` keys. Words, two-word phrases, ORs of those,
+    their negations, and ANDs of all these qualify: the bulk of alert queries. The
+    percolator then checks a candidate with a couple of C-level set operations instead of
+    running the compiled query (and skips even that for what the presearch already proved).
+    """
+    key = _key_of(node)
+    if key is not None:
+        return (frozenset((key,)),), frozenset()
     if isinstance(node, Not):
-        return False
+        negated = _key_of(node.child)
+        return None if negated is None else ((), frozenset((negated,)))
+    if isinstance(node, Or):
+        keys = [_key_of(child) for child in node.children]
+        if any(k is None for k in keys):
+            return None
+        return (frozenset(k for k in keys if k is not None),), frozenset()
     if isinstance(node, And):
-        return all(is_exact(child) for child in node.children)
-    return all(is_exact(child) and len(required_clauses(child)) == 1 for child in node.children)
+        clauses: list[frozenset[str]] = []
+        absent: set[str] = set()
+        for child in node.children:
+            part = flat_form(child)
+            if part is None:
+                return None
+            clauses.extend(c for c in part[0] if c not in clauses)
+            absent |= part[1]
+        return tuple(clauses), frozenset(absent)
+    return None
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -588,8 +612,8 @@ class Query:
     root: Node
     clauses: tuple[frozenset[str], ...]
     matcher: Matcher = field(repr=False, compare=False)
-    #: The clauses say exactly what the query means (see :func:`is_exact`).
-    exact: bool = False
+    #: (clauses, absent keys) when the query is that simple (see :func:`flat_form`).
+    flat: tuple[tuple[frozenset[str], ...], frozenset[str]] | None = None
 
     def matches(self, doc: Searchable) -> bool:
         return self.matcher(doc)
@@ -624,5 +648,5 @@ def parse(text: str) -> Query:
         root=root,
         clauses=tuple(required_clauses(root)),
         matcher=compile_node(root),
-        exact=is_exact(root),
+        flat=flat_form(root),
     )

@@ -519,17 +519,40 @@ class CompiledFilter:
             clauses.extend(f.query.clauses)
         return clauses
 
-    @property
-    def exact_clauses(self) -> bool:
-        """True when an article offering a key of every presearch clause surely matches.
+    def key_form(
+        self,
+    ) -> tuple[
+        tuple[frozenset[str], ...], frozenset[str], Callable[[PreparedArticle], bool] | None
+    ]:
+        """The filter as ``(clauses, absent, rest)`` over the article's keys.
 
-        Holds when every filter in use is a plain set test that the article's keys mirror:
-        topics without a score floor, languages, sources, entities, and an exact query
-        (:attr:`Query.exact`). ``min_score`` keys are tenths, so a floor is never exact.
+        It matches exactly when the article holds a key of every clause, none of the
+        ``absent`` keys, and ``rest`` (None: nothing more) accepts it. Plain filters and flat
+        queries (:func:`services.notify.query.flat_form`) are all clauses and absent keys;
+        what keys cannot say exactly goes to ``rest``: score floors (their keys are tenths)
+        and queries with nesting or long phrases (their clauses are then only a necessary
+        condition, and ``rest`` runs the compiled query).
         """
-        if self.disabled or self.min_score is not None:
-            return False
-        return self.query is None or self.query.exact
+        clauses = self.presearch_clauses()
+        absent: frozenset[str] = frozenset()
+        rests: list[Callable[[PreparedArticle], bool]] = []
+        topics, floor = self.topics, self.min_score
+        if floor is not None and topics:
+            rests.append(lambda a: any(a.topic_scores.get(t, -1.0) >= floor for t in topics))
+        elif floor is not None:
+            rests.append(lambda a: bool(a.topic_scores) and a.max_score >= floor)
+        if self.query is not None:
+            if self.query.flat is not None:
+                absent = self.query.flat[1]
+            else:
+                rests.append(self.query.matcher)
+        rest: Callable[[PreparedArticle], bool] | None = None
+        if len(rests) == 1:
+            rest = rests[0]
+        elif rests:
+            first, second = rests
+            rest = lambda a: first(a) and second(a)  # noqa: E731
+        return tuple(clauses), absent, rest
 
     @property
     def key(self) -> FilterKey:

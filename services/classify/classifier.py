@@ -27,7 +27,6 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 from pydantic import TypeAdapter
 
@@ -87,7 +86,11 @@ def _overlaps(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
 
 
 class Classifier:
-    """A compiled taxonomy ready to classify articles; immutable and thread-safe."""
+    """A compiled taxonomy ready to classify articles.
+
+    Safe to share between threads: the taxonomy is never changed, and the only state, a
+    cache of entity models, only ever gains equal values.
+    """
 
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.taxonomy = taxonomy
@@ -106,6 +109,7 @@ class Classifier:
                 atoms |= alias_atoms[e]
             self._context_atoms[gid] = frozenset(atoms)
         self._entity_atoms = frozenset(taxonomy.atom_entries)
+        self._entities: dict[tuple[int, int], Entity] = {}
         # Per alias atom: entries it names outright, and entries that need a per-hit check
         # (exact case, an exclusion phrase, or context for an ambiguous alias).
         self._plain_entries: dict[int, tuple[int, ...]] = {}
@@ -285,25 +289,33 @@ class Classifier:
         tags.sort(key=lambda t: (-t.score, order[t.id]))
         details.sort(key=lambda d: (-d.score, order[d.id]))
 
-        found = [
-            {
-                "id": entries[e].entity_id,
-                "kind": entries[e].kind,
-                "name": entries[e].name,
-                "mentions": len({h[0] for h in hs}),
-            }
-            for e, hs in mentions.items()
-        ]
+        entities = [self._entity(e, len({h[0] for h in hs})) for e, hs in mentions.items()]
         titles = tax.person_title_atoms.intersection(by_atom)
         if titles:
-            found += _people([h for a in titles for h in by_atom[a]], ctx)
-        found.sort(key=lambda ent: (-cast(int, ent["mentions"]), cast(str, ent["id"])))
-        entities = _ENTITY_LIST.validate_python(found)
+            entities += _ENTITY_LIST.validate_python(
+                _people([h for a in titles for h in by_atom[a]], ctx)
+            )
+        entities.sort(key=lambda ent: (-ent.mentions, ent.id))
         return Classification(
             topics=tags, entities=entities, taxonomy_version=tax.version, details=details
         )
 
     # ------------------------------------------------------------------------ helpers
+    def _entity(self, e: int, mentions: int) -> Entity:
+        """The Entity for a gazetteer entry and a mention count, built once per classifier.
+
+        Gazetteer entities only differ by their count, so the validated model is shared
+        between articles (nothing mutates it) instead of being rebuilt for each one.
+        """
+        key = (e, mentions)
+        entity = self._entities.get(key)
+        if entity is None:
+            entry = self.taxonomy.entries[e]
+            entity = Entity(id=entry.entity_id, kind=entry.kind, name=entry.name, mentions=mentions)
+            if mentions <= 64:
+                self._entities[key] = entity
+        return entity
+
     def _has_context(
         self,
         gid: int | None,

@@ -119,18 +119,22 @@ def layout(text: str, body_start: int) -> Layout:
     any_prose = False
     extra_ends: list[int] = []
     prose_lines = 0
-    for m in _LINE_RE.finditer(text, body_start):
-        line = m.group()
+    pos = body_start
+    for line in text[body_start:].split("\n"):
+        start = pos
+        pos += len(line) + 1
+        if not line or line.isspace():
+            continue
         if is_prose_line(line):
             any_prose = True
             prose_lines += 1
             # Datelines open a story (or a second story pasted after it): first lines only.
             cut = dateline_length(line) if prose_lines <= 2 else 0
             if cut:
-                chrome.append((m.start(), m.start() + cut))
-                extra_ends.append(m.start() + cut)
+                chrome.append((start, start + cut))
+                extra_ends.append(start + cut)
         else:
-            chrome.append((m.start(), m.end()))
+            chrome.append((start, pos - 1))
     if not any_prose:
         chrome = []
         extra_ends = []

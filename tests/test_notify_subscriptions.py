@@ -17,6 +17,7 @@ from services.common.models import (
     article_id_for,
     content_hash_for,
 )
+from services.notify.percolator import Percolator
 from services.notify.subscriptions import (
     EntityFilter,
     PreparedArticle,
@@ -296,7 +297,9 @@ def test_matches(seed: ClassifiedArticle, fields: dict[str, Any], expected: bool
     assert matches(sub, seed) is expected
     prepared = PreparedArticle.from_classified(seed)
     assert sub.matches(prepared) is expected
-    assert sub.compiled.check(prepared) is expected  # the percolator's compiled path agrees
+    percolator = Percolator()  # the percolator's key-based path agrees
+    percolator.add(sub)
+    assert (percolator.match(prepared) == [sub]) is expected
 
 
 def test_unknown_language_and_no_topics(seed: ClassifiedArticle) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Self
@@ -479,7 +479,10 @@ class Subscription(_Settable):
 
 @dataclass(frozen=True, slots=True)
 class CompiledFilter:
-    """A subscription's filters in plain, fast-to-read form (no pydantic attribute machinery)."""
+    """A subscription's filters in plain, fast-to-read form (no pydantic attribute machinery).
+
+    Identical filters share one instance (:meth:`of` is cached), and so one percolator group.
+    """
 
     disabled: bool
     topics: frozenset[str]
@@ -489,14 +492,13 @@ class CompiledFilter:
     entity_keys: tuple[str, ...]
     entities_all: bool
     query: Query | None
-    check: Callable[[PreparedArticle], bool] = field(repr=False, compare=False)
 
     def presearch_clauses(self) -> list[frozenset[str]]:
         """Key sets an article must hit (one key of each) to possibly match; see percolator.
 
         Over-approximates :meth:`matches` and never under-approximates it.
         """
-        f = self
+        f = self  # short name: the body reads each filter in turn
         clauses: list[frozenset[str]] = []
         if f.topics and f.min_score is not None:
             bucket = score_bucket(f.min_score)
@@ -584,51 +586,12 @@ class CompiledFilter:
             )
         )
 
-    def _compile(self) -> Callable[[PreparedArticle], bool]:
-        """:meth:`matches` as one closure over only the filters this subscription uses.
-
-        The percolator calls it for every candidate of every article, so the generic
-        method's attribute reads and branches for unused filters are worth removing; a
-        property test holds the two equal.
-        """
-        if self.disabled:
-            return _never
-        preds: list[Callable[[PreparedArticle], bool]] = []
-        topics, floor = self.topics, self.min_score
-        if topics and floor is None:
-            preds.append(lambda a: not topics.isdisjoint(a.topic_scores))
-        elif topics and floor is not None and len(topics) == 1:
-            (topic,) = topics
-            preds.append(lambda a: a.topic_scores.get(topic, -1.0) >= floor)
-        elif topics and floor is not None:
-            preds.append(lambda a: any(a.topic_scores.get(t, -1.0) >= floor for t in topics))
-        elif floor is not None:
-            preds.append(lambda a: bool(a.topic_scores) and a.max_score >= floor)
-        if self.languages:
-            languages = self.languages
-            preds.append(lambda a: a.language in languages)
-        if self.source_keys:
-            sources = self.source_keys
-            preds.append(lambda a: not sources.isdisjoint(a.source_keys))
-        if self.entity_keys:
-            entities = frozenset(self.entity_keys)
-            if self.entities_all:
-                preds.append(lambda a: entities <= a.entity_keys)
-            else:
-                preds.append(lambda a: not entities.isdisjoint(a.entity_keys))
-        if self.query is not None:
-            preds.append(self.query.matcher)  # reads a.terms and a.joined directly
-        if not preds:
-            return _always
-        if len(preds) == 1:
-            return preds[0]
-        if len(preds) == 2:
-            p, q = preds
-            return lambda a: p(a) and q(a)
-        return lambda a: all(p(a) for p in preds)
-
     def matches(self, article: PreparedArticle) -> bool:
-        """Every filter, in order of cost (cheap set tests before the query)."""
+        """Every filter, in order of cost: the reference the percolator's fast path must equal.
+
+        Written directly from the filters' meaning, independently of the key encoding the
+        percolator uses, so that comparing the two (a property test) checks something.
+        """
         if self.disabled:
             return False
         scores = article.topic_scores
@@ -680,18 +643,8 @@ def _compile_filter(key: FilterKey) -> CompiledFilter:
         entity_keys=entities,
         entities_all=entities_all,
         query=parse(query) if query else None,
-        check=_always,
     )
-    object.__setattr__(compiled, "check", compiled._compile())
     return compiled
-
-
-def _never(article: PreparedArticle) -> bool:
-    return False
-
-
-def _always(article: PreparedArticle) -> bool:
-    return True
 
 
 def score_bucket(score: float) -> int:

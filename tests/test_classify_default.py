@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.classify.classifier import Classifier, load_classifier
 from services.classify.evaluate import evaluate, labelled_from_dict
@@ -13,11 +15,12 @@ from services.classify.segment import is_prose_line
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "services/classify/data/examples.jsonl"
 HARD_NEGATIVES = {f"d{n:03d}" for n in range(25, 37)}
+_DEFAULT = load_classifier()
 
 
 @pytest.fixture(scope="module")
 def clf() -> Classifier:
-    return load_classifier()
+    return _DEFAULT
 
 
 def tags(clf: Classifier, title: str, body: str) -> set[str]:
@@ -149,3 +152,73 @@ def test_confusables_get_no_topic(clf: Classifier, title: str, body: str) -> Non
 def test_headline_sentences_are_tagged(clf: Classifier, body: str, topic: str) -> None:
     # Used as title and body: a one-sentence wire flash.
     assert topic in tags(clf, body, body)
+
+
+_WORDS = [
+    "S-400",
+    "Patriot",
+    "missile",
+    "test-fired",
+    "sanctions",
+    "NATO",
+    "summit",
+    "Turkey's",
+    "bought",
+    "air defence",
+    "hackers",
+    "ransomware",
+    "ministry",
+    "drills",
+    "troops",
+    "IAEA",
+    "uranium",
+    "enriched",
+    "sarin",
+    "satellite",
+    "military",
+    "Islamic State",
+    "terrorist",
+    "President",
+    "Recep",
+    "Erdogan",
+    "U.S.",
+    "EU",
+    "the",
+    "and",
+    "\n",
+    ". ",
+    ", ",
+    " - ",
+    "“",
+    "”",
+    "’s",
+    "é",
+    "İ",
+    "  ",
+    "|",
+    "Related:",
+    "(c)",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from(_WORDS), max_size=60), st.lists(st.sampled_from(_WORDS), max_size=8)
+)
+def test_any_text_classifies_with_exact_evidence_spans(
+    body_words: list[str], title_words: list[str]
+) -> None:
+    clf = _DEFAULT
+    title = " ".join(title_words) or "t"
+    body = " ".join(body_words)
+    result = clf.classify(title, body, explain=True)
+    for tag in result.topics:
+        assert 0.0 <= tag.score <= 1.0
+        for ev in tag.evidence:
+            source = title if ev.field == "title" else body
+            assert source[ev.start : ev.end] == ev.text
+    for detail in result.details:
+        for firing in detail.firings:
+            for ev in firing.evidence:
+                source = title if ev.field == "title" else body
+                assert source[ev.start : ev.end] == ev.text

@@ -186,7 +186,7 @@ class Classifier:
                     by_atom[atom] = [hit]
                 else:
                     lst.append(hit)
-        ctx = _Context(norm, text, first_body)
+        ctx = _Context(norm, text, body_start, first_body)
 
         # Exclusion phrases: their spans shadow any other hit they overlap.
         excl_spans: dict[int, list[tuple[int, int]]] = {}
@@ -527,11 +527,11 @@ class _Context:
 
     __slots__ = ("_evidence", "_sentences", "_words", "body_start", "first_body", "norm", "text")
 
-    def __init__(self, norm: NormalisedText, text: str, first_body: int) -> None:
+    def __init__(self, norm: NormalisedText, text: str, body_start: int, first_body: int) -> None:
         self.norm = norm
         self.text = text
         self.first_body = first_body
-        self.body_start = text.index("\n") + 1
+        self.body_start = body_start
         self._words: dict[int, int] = {}
         # Many topics cite the same words under the same rule name (watch lists built from
         # one template): build each Evidence once.

@@ -20,7 +20,6 @@ import bisect
 import re
 from dataclasses import dataclass
 
-_LINE_RE = re.compile(r"[^\n]+")
 _TERMINAL = (".", "!", "?", '"', "”", "’", "'", "…", "]")
 _CHROME_RE = re.compile(
     r"^\W*(related|read more|see also|more from|recommended|subscribe|sign up|sign in|log in|"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,9 +17,10 @@ import httpx
 import pytest
 import redis as redis_sync
 
-from services.common.models import Article, ClassifiedArticle, TopicTag
+from services.common.models import Article, ClassifiedArticle, TopicTag, alert_id_for
 from services.common.settings import Settings
 from services.common.streams import StreamNames, encode
+from services.notify.schedule import ManualClock
 from services.notify.signing import verify
 from tests.notify_receiver import Receiver, serve
 
@@ -50,13 +53,34 @@ def receiver() -> Iterator[Receiver]:
         yield server
 
 
-def publish(redis_url: str, n: int, topic: str = "air-defence-procurement") -> str:
+WORDS = (
+    "ankara moscow delivery battery radar missile contract navy army drill border treaty "
+    "sanctions ministry export launcher interceptor satellite cyber summit alliance budget "
+    "frigate drone tank artillery pilot training exercise parliament embassy spokesman"
+).split()
+
+
+def story_body(n: int) -> str:
+    """A body of its own for each n: different stories must not look like near-duplicates."""
+    rng = random.Random(n)
+    return " ".join(rng.choice(WORDS) for _ in range(80))
+
+
+def publish(
+    redis_url: str,
+    n: int,
+    topic: str = "air-defence-procurement",
+    *,
+    body: str | None = None,
+    source: str = "example",
+) -> str:
     article = Article(
         id=f"art_{n:024d}",
         title=f"Story {n}: Turkey takes S-400 batch",
-        body="Ankara confirmed the delivery of another S-400 battery.",
+        body=body if body is not None else story_body(n),
         content_hash=f"h{n}",
-        source="example",
+        source=source,
+        url=f"https://{source}.example/{n}",
     )
     classified = ClassifiedArticle(
         article=article, topics=[TopicTag(id=topic, score=0.9)], taxonomy_version="test"
@@ -250,3 +274,82 @@ def test_redeliver_and_secret_rotation(notify: str, receiver: Receiver, redis_ur
     detail = httpx.get(f"{notify}/v1/alerts/{alert_id}", headers=AUTH).json()
     assert [a["status"] for a in detail["attempts"]] == ["delivered"]
     assert httpx.post(f"{notify}/v1/alerts/alt_nope/redeliver", headers=AUTH).status_code == 404
+
+
+def edited(body: str, every: int = 20) -> str:
+    """A light edit of a syndicated story: one word in ``every`` changed."""
+    words = body.split()
+    return " ".join("amended" if i % every == 5 else w for i, w in enumerate(words))
+
+
+def wait_until(check: Any, within: float = 10.0) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+def test_near_duplicate_story_alerts_once_listing_other_outlets(
+    notify: str, receiver: Receiver, redis_url: str
+) -> None:
+    created = httpx.post(
+        f"{notify}/v1/subscriptions",
+        json={"name": "desk", "topics": ["air-defence-procurement"], "webhook_url": receiver.url},
+        headers=AUTH,
+    ).json()
+    body = story_body(1)
+    publish(redis_url, 1, body=body, source="wire")
+    [first] = receiver.wait_for(1)
+    publish(redis_url, 2, body=edited(body), source="othernews")  # the same story, re-run
+    publish(redis_url, 3)  # a different story, published after it
+    _, second = receiver.wait_for(2)
+    assert second.json()["data"]["article"]["id"] == f"art_{3:024d}"
+    alert_id = first.headers["webhook-id"]
+    detail = httpx.get(f"{notify}/v1/alerts/{alert_id}", headers=AUTH).json()
+    [other] = detail["alert"]["also_reported_by"]
+    assert other["id"] == f"art_{2:024d}" and other["source"] == "othernews"
+    history = httpx.get(
+        f"{notify}/v1/subscriptions/{created['id']}/alerts",
+        params={"token": created["read_token"]},
+    ).json()["alerts"]
+    assert [a["article"]["id"] for a in history] == [f"art_{n:024d}" for n in (1, 3)]
+    assert history[0]["also_reported_by"][0]["source"] == "othernews"
+
+
+def test_digest_waiting_alert_goes_out_with_the_outlets_found_meanwhile(
+    api_settings: Settings, receiver: Receiver, redis_url: str
+) -> None:
+    clock = ManualClock()
+    with serve(api_settings, clock=clock) as notify:
+        created = httpx.post(
+            f"{notify}/v1/subscriptions",
+            json={
+                "name": "daily",
+                "topics": ["air-defence-procurement"],
+                "webhook_url": receiver.url,
+                "delivery": "digest",
+                "digest_interval_minutes": 60,
+            },
+            headers=AUTH,
+        ).json()
+        body = story_body(7)
+        publish(redis_url, 7, body=body, source="wire")
+        publish(redis_url, 8, body=edited(body), source="othernews")
+        alert_id = alert_id_for(created["id"], f"art_{7:024d}")
+        wait_until(
+            lambda: (
+                httpx.get(f"{notify}/v1/alerts/{alert_id}", headers=AUTH)
+                .json()
+                .get("alert", {})
+                .get("also_reported_by")
+            )
+        )
+        assert receiver.requests == []  # the digest window is still open
+        clock.advance(minutes=60)
+        [request] = receiver.wait_for(1)
+        data = request.json()["data"]
+        assert data["alert_id"] == alert_id
+        assert [a["source"] for a in data["also_reported_by"]] == ["othernews"]

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
-from services.common.models import Alert
+from services.common.models import Alert, AlertArticle
 from services.common.streams import DATA_FIELD, StreamNames
 
 #: How long an alert id is remembered (and its record kept) for exactly-once.
@@ -28,7 +29,10 @@ ALERT_TTL_SECONDS = 90 * 24 * 3600
 HISTORY_MAXLEN = 10_000
 
 _CREATE = """
+local story = redis.call('GET', KEYS[7])
+if story and story ~= ARGV[9] then return story end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[6]) then return 0 end
+redis.call('SET', KEYS[7], ARGV[9], 'EX', ARGV[6])
 redis.call('XADD', KEYS[2], '*', ARGV[3], ARGV[1])
 local pos = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', ARGV[3], ARGV[1])
 redis.call('SET', KEYS[6], pos, 'EX', ARGV[6])
@@ -73,6 +77,10 @@ class AlertKeys:
         """Alerts sent immediately in one rate-limit window."""
         return self.names.key("ratelimit", subscription_id, str(window_start))
 
+    def story(self, subscription_id: str, story_id: str) -> str:
+        """The alert a subscription got for a story (near-duplicate cluster), by its original."""
+        return self.names.key("story", subscription_id, story_id)
+
     def history(self, subscription_id: str) -> str:
         """The subscription's own alert stream: history and the source of its live stream."""
         return self.names.key("subscription", subscription_id, "alerts")
@@ -109,7 +117,21 @@ class AlertWriter:
         ``deliver=False`` records it for history and the live stream only (a subscription
         with neither webhook nor e-mail).
         """
+        outcome, _ = await self.create_or_fold(alert, now=now, deliver=deliver)
+        return outcome == "new"
+
+    async def create_or_fold(
+        self, alert: Alert, *, now: float, deliver: bool = True, story_id: str | None = None
+    ) -> tuple[str, str]:
+        """Create ``alert`` unless its subscription already has an alert for the same story.
+
+        ``story_id`` is the near-duplicate cluster's original article (default: the alert's
+        own article). Returns ``("new", id)``, ``("duplicate", id)`` when this very alert
+        exists, or ``("folded", other id)`` after listing the article on the story's earlier
+        alert, so one story reaches a subscriber once, with the other outlets named.
+        """
         sid = alert.subscription_id
+        story = story_id or alert.article.id
         created = await self._create(
             keys=[
                 self.keys.alert(alert.id),
@@ -118,6 +140,7 @@ class AlertWriter:
                 self.keys.due,
                 self.keys.history(sid),
                 self.keys.position(alert.id),
+                self.keys.story(sid, story),
             ],
             args=[
                 alert.model_dump_json(),
@@ -128,9 +151,47 @@ class AlertWriter:
                 ALERT_TTL_SECONDS,
                 HISTORY_MAXLEN,
                 "1" if deliver else "0",
+                alert.id,
             ],
         )
-        return bool(created)
+        if isinstance(created, (bytes, str)):
+            target = created.decode() if isinstance(created, bytes) else created
+            if await self.add_reported_by(target, alert.article):
+                return "folded", target
+            # The story's alert has expired: this article starts the story again.
+            await self.client.delete(self.keys.story(sid, story))
+            return await self.create_or_fold(alert, now=now, deliver=deliver, story_id=story)
+        return ("new" if created else "duplicate"), alert.id
+
+    async def add_reported_by(self, alert_id: str, article: AlertArticle) -> bool:
+        """List ``article`` on the alert (once); False if the alert no longer exists.
+
+        Optimistic (WATCH/MULTI): two processes folding into one alert at once both land.
+        Delivery reads the alert record when it sends, so an alert still waiting (digest,
+        mute, retry) goes out with every outlet known by then.
+        """
+        key = self.keys.alert(alert_id)
+        async with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        await pipe.reset()
+                        return False
+                    current = Alert.model_validate_json(raw)
+                    if article.id == current.article.id or any(
+                        a.id == article.id for a in current.also_reported_by
+                    ):
+                        await pipe.reset()
+                        return True
+                    current.also_reported_by.append(article)
+                    pipe.multi()
+                    pipe.set(key, current.model_dump_json(), keepttl=True)
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue
 
     async def get(self, alert_id: str) -> Alert | None:
         raw = await self.client.get(self.keys.alert(alert_id))

@@ -110,11 +110,24 @@ class History:
         self, sid: str, after: str, count: int
     ) -> list[tuple[str, dict[str, Any]]]:
         entries = await self.client.xrange(self.keys.history(sid), f"({after}", "+", count=count)
-        return [(_text(i), _decode(f)) for i, f in entries or []]
+        return await self.current([(_text(i), _decode(f)) for i, f in entries or []])
 
     async def latest(self, sid: str, count: int) -> list[tuple[str, dict[str, Any]]]:
         entries = await self.client.xrevrange(self.keys.history(sid), "+", "-", count=count)
-        return [(_text(i), _decode(f)) for i, f in reversed(entries or [])]
+        return await self.current([(_text(i), _decode(f)) for i, f in reversed(entries or [])])
+
+    async def current(
+        self, entries: list[tuple[str, dict[str, Any]]]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Each alert as it is now (other outlets may have been listed on it since it was
+        created), falling back to the history's copy when the record has expired."""
+        if not entries:
+            return entries
+        raws = await self.client.mget([self.keys.alert(str(d.get("id", ""))) for _, d in entries])
+        return [
+            (entry_id, json.loads(raw) if raw else data)
+            for (entry_id, data), raw in zip(entries, raws, strict=True)
+        ]
 
 
 def _decode(fields: Any) -> dict[str, Any]:

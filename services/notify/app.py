@@ -2,7 +2,9 @@
 
 For each classified article the percolator finds the subscriptions it matches (indexed by
 topic and query terms, so only candidates are checked), and each gets exactly one alert
-(``alerts.py``: deterministic id, atomic ``SET NX`` + queue). The delivery worker
+(``alerts.py``: deterministic id, atomic ``SET NX`` + queue). A near-duplicate of a story a
+subscription was already alerted about (``neardup.py``: MinHash over word shingles) does not
+alert again: it is listed on that alert's ``also_reported_by``. The delivery worker
 (``delivery.py``) then sends it on the subscription's channel, with digests, rate limits,
 mutes, retries and dead letters. The stream entry is acknowledged only after every alert of
 the article is written, so a crash in between just replays the entry, and replays create
@@ -37,6 +39,7 @@ from services.notify.channels.base import Channel
 from services.notify.channels.email import EmailChannel
 from services.notify.channels.webhook import WebhookChannel
 from services.notify.delivery import DeliveryMetrics, DeliveryWorker, destination_of
+from services.notify.neardup import RedisNearDuplicates
 from services.notify.percolator import Percolator
 from services.notify.retry import RetryPolicy
 from services.notify.schedule import system_clock
@@ -92,6 +95,7 @@ def create_app(
     store = SubscriptionStore(runtime.redis, runtime.names)
     index = SubscriptionIndex(store, Percolator(runtime.registry))
     writer = AlertWriter(runtime.redis, runtime.names)
+    stories = RedisNearDuplicates(runtime.redis, settings.stream_prefix)
     if channels is None:
         channels = {
             "webhook": WebhookChannel(
@@ -110,11 +114,12 @@ def create_app(
     )
     alerts_total = Counter(
         "topicwatch_notify_alerts_total",
-        "Alerts created (new) or found to exist already (duplicate).",
+        "Alerts created (new), found to exist already (duplicate), or folded into an earlier"
+        " alert of the same story (folded).",
         ["outcome"],
         registry=runtime.registry,
     )
-    for outcome in ("new", "duplicate"):
+    for outcome in ("new", "duplicate", "folded"):
         alerts_total.labels(outcome)
 
     async def handle_entries(entries: Sequence[Entry]) -> list[str]:
@@ -129,14 +134,21 @@ def create_app(
                 await consumer.dead_letter(entry, reason)
                 done.append(entry.id)
                 continue
-            for subscription in percolator.match(article):
-                created = await writer.create(
+            matched = percolator.match(article)
+            if not matched:
+                done.append(entry.id)
+                continue
+            a = article.article
+            story = await stories.check(a.id, a.title, a.body)
+            for subscription in matched:
+                outcome, _ = await writer.create_or_fold(
                     build_alert(subscription, article),
                     now=worker.now(),
                     deliver=destination_of(subscription) is not None,
+                    story_id=story.original_id,
                 )
-                created_any = created_any or created
-                alerts_total.labels("new" if created else "duplicate").inc()
+                created_any = created_any or outcome != "duplicate"
+                alerts_total.labels(outcome).inc()
             done.append(entry.id)
         if created_any:
             worker.wake()

@@ -160,11 +160,14 @@ class Classifier:
         tax = self.taxonomy
         title = title or ""
         body = body or ""
-        text = f"{title}\n{body}"
-        body_start = len(title) + 1
+        # Title and body are one text for matching, three line breaks apart; the middle one
+        # becomes a "|" in the folded text so that no phrase runs from one into the other.
+        text = f"{title}\n\n\n{body}"
+        body_start = len(title) + 3
         lay = layout(text, body_start)
         norm = normalise(text)
-        ntext = norm.text
+        wall = norm.normalised_offset(len(title) + 1)
+        norm.text = ntext = f"{norm.text[:wall]}|{norm.text[wall + 1 :]}"
         # Sentence boundaries in normalised coordinates: one bisect per hit gives its sentence.
         nends = [norm.normalised_offset(e) for e in lay.sentence_ends]
         chrome = lay.chrome_sentences

@@ -20,7 +20,6 @@ ending in ``*`` is a token *prefix* (``procur*`` matches procure, procured, proc
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import re
 from collections.abc import Iterable, Iterator
@@ -28,7 +27,6 @@ from dataclasses import dataclass
 
 import ahocorasick
 
-_SPACE_RUN_RE = re.compile(r"  +")
 # Boundary between letters and digits inside a token: "s400" / "pac3" / "hq9b".
 _ALNUM_SPLIT_RE = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
 
@@ -137,47 +135,46 @@ def fold(text: str) -> str:
 _SPACE_TABLE = {ord(c): " " for c in "\t\n\r\x0b\x0c"}
 
 
-@dataclass(frozen=True, slots=True)
 class NormalisedText:
-    """The folded, space-collapsed text and the table mapping its offsets to the original."""
+    """The folded text, wrapped in spaces, and lookups from its offsets to the original.
 
-    text: str  # " tok tok tok " (leading and trailing space)
-    _run_pos: tuple[int, ...]
-    _removed: tuple[int, ...]
-    _orig_run_end: tuple[int, ...]
+    Folding is length preserving, so an offset in :attr:`text` is the original offset plus
+    one (the leading space). Runs of spaces (", " becomes two) are *not* collapsed: a
+    key is a whole-word phrase with spaces on both sides, and it matches whatever number
+    of spaces surrounds it. Patterns with punctuation inside ("David's Sling") also get a
+    key folded the same way as text.
+    """
 
-    def original_offset(self, pos: int) -> int:
+    __slots__ = ("_words", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text  # " tok tok  tok " (leading and trailing space)
+        self._words: bytes | None = None
+
+    @staticmethod
+    def original_offset(pos: int) -> int:
         """Offset in the original text of the character at ``pos`` of :attr:`text`."""
-        p = pos - 1  # the leading space is not in the original
-        k = bisect.bisect_right(self._run_pos, p) - 1
-        return p + (self._removed[k] if k >= 0 else 0)
+        return pos - 1
 
-    def normalised_offset(self, orig: int) -> int:
-        """Offset in :attr:`text` of the original offset ``orig`` (inverse of the above)."""
-        k = bisect.bisect_right(self._orig_run_end, orig) - 1
-        return orig + 1 - (self._removed[k] if k >= 0 else 0)
+    @staticmethod
+    def normalised_offset(orig: int) -> int:
+        """Offset in :attr:`text` of the original offset ``orig``."""
+        return orig + 1
 
     def word_index(self, pos: int) -> int:
-        """Index of the token starting at ``pos`` (count of separators before it)."""
-        return self.text.count(" ", 0, pos) - 1
+        """How many words start before ``pos``: word distances ignore punctuation runs."""
+        if self._words is None:
+            # Every non-space becomes "a": a word start is then the two bytes " a".
+            self._words = self.text.encode("ascii", "replace").translate(_WORD_TABLE)
+        return self._words.count(b" a", 0, pos)
+
+
+_WORD_TABLE = bytes(32 if i == 32 else 97 for i in range(256))
 
 
 def normalise(text: str) -> NormalisedText:
-    """Fold ``text`` and collapse space runs, remembering where characters came from."""
-    folded = fold(text)
-    run_pos: list[int] = []
-    removed: list[int] = []
-    orig_end: list[int] = []
-    total = 0
-    for m in _SPACE_RUN_RE.finditer(folded):
-        # After this run, collapsed offsets are shifted by the run's length minus one.
-        end = m.end()
-        total += end - m.start() - 1
-        run_pos.append(end - total)
-        removed.append(total)
-        orig_end.append(end)
-    collapsed = _SPACE_RUN_RE.sub(" ", folded) if run_pos else folded
-    return NormalisedText(" " + collapsed + " ", tuple(run_pos), tuple(removed), tuple(orig_end))
+    """Fold ``text`` for matching (see :func:`fold`)."""
+    return NormalisedText(" " + fold(text) + " ")
 
 
 def pattern_tokens(pattern: str) -> tuple[list[str], bool]:
@@ -253,6 +250,11 @@ def pattern_keys(pattern: str) -> list[str]:
                 for i in range(1, len(parts)):
                     buf += ("" if (i - 1) in chosen else " ") + parts[i]
                 phrases.add(buf)
+    # Punctuation inside the pattern ("David's Sling", "Workers' Party") folds to runs of
+    # spaces in text just as in the pattern itself: match that spelling too.
+    raw = fold(pattern.rstrip().rstrip("*")).strip()
+    if "  " in raw:
+        phrases.add(raw)
     return [" " + p + ("" if prefix else " ") for p in sorted(phrases)]
 
 

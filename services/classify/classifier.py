@@ -551,7 +551,7 @@ class _Context:
     def word(self, npos: int) -> int:
         w = self._words.get(npos)
         if w is None:
-            w = self._words[npos] = self.norm.text.count(" ", 0, npos)
+            w = self._words[npos] = self.norm.word_index(npos)
         return w
 
     def span(self, h: _H) -> tuple[int, int]:

@@ -7,13 +7,12 @@ British/American spelling, ``S-400``/``S400``/``S 400``) is achieved by normalis
 and the patterns with the *same* function, plus a few generated spelling variants of each
 pattern, so that the scan itself stays a plain exact multi-pattern search.
 
-Normalisation of a text is *length preserving* up to the final collapsing of space runs,
-which is undone through a small offset table; that keeps the whole step in C-speed string
-operations (no Python loop per character or token) and still lets every hit be mapped back
-to a character span of the original text for evidence.
+Normalisation of a text is *length preserving* (every character becomes one character),
+so an offset in the normalised text is an offset in the original, and the whole step stays
+in C-speed string operations (no Python loop per character or token).
 
-Word boundaries come for free: the normalised text is a single space-separated token
-string wrapped in spaces, and every key is `` token token `` with a space on both sides, so
+Word boundaries come for free: the normalised text is space-separated tokens wrapped in
+spaces, and every key is `` token token `` with a space on both sides, so
 ``arrow`` cannot match inside ``arrowhead`` and ``tor`` not inside ``torpedo``.  A pattern
 ending in ``*`` is a token *prefix* (``procur*`` matches procure, procured, procurement).
 """

@@ -652,7 +652,13 @@ def compile_taxonomy(main: SourceFile, read: Callable[[str], SourceFile]) -> Tax
             atom_entries.setdefault(a, []).append(e)
     atom_groups: dict[int, list[int]] = {}
     entry_groups: dict[int, list[int]] = {}
+    # Groups that are only disambiguation contexts are checked per alias and never
+    # collected per article: leave them out of the indexes.
+    used = {g for r in rules for g in r.groups} | {d.group for d in dampers}
+    used |= {r.not_near for r in rules if r.not_near is not None}
     for gi, group in enumerate(compiler.groups):
+        if gi in compiler.context_groups and gi not in used:
+            continue
         for a in group.atoms:
             atom_groups.setdefault(a, []).append(gi)
         for e in group.entries:

@@ -43,6 +43,7 @@ _Firing = tuple[int, bool, list[_H]]
 _ALNUM_ONLY = re.compile(r"[\W_]")
 MAX_EVIDENCE_PER_TOPIC = 8
 _ENTITY_LIST: TypeAdapter[list[Entity]] = TypeAdapter(list[Entity])
+_TAG_LIST: TypeAdapter[list[TopicTag]] = TypeAdapter(list[TopicTag])
 MAX_FIRINGS_SHOWN = 3
 
 
@@ -109,6 +110,7 @@ class Classifier:
                 atoms |= alias_atoms[e]
             self._context_atoms[gid] = frozenset(atoms)
         self._entity_atoms = frozenset(taxonomy.atom_entries)
+        self._rule_groups = [frozenset(r.groups) for r in taxonomy.rules]
         self._entities: dict[tuple[int, int], Entity] = {}
         # Per alias atom: entries it names outright, and entries that need a per-hit check
         # (exact case, an exclusion phrase, or context for an ambiguous alias).
@@ -250,10 +252,12 @@ class Classifier:
         fired: dict[int, list[tuple[Rule, list[_Firing]]]] = defaultdict(list)
         rules = tax.rules
         trigger_rules = tax.trigger_rules
+        present = ghits.keys()
+        rule_groups = self._rule_groups
         for g in list(ghits):
             for ri in trigger_rules.get(g, ()):
                 rule = rules[ri]
-                if len(rule.groups) > 1 and any(gg not in ghits for gg in rule.groups):
+                if len(rule.groups) > 1 and not present >= rule_groups[ri]:
                     continue
                 firings = self._evaluate(rule, ghits, excl_spans, ctx)
                 if len(firings) >= rule.min_count:
@@ -267,7 +271,7 @@ class Classifier:
                 for t in targets:
                     damp[t].append((d.id, d.factor))
 
-        tags: list[TopicTag] = []
+        tag_data: list[dict[str, object]] = []
         details: list[TopicDetail] = []
         for ti, rule_firings in fired.items():
             topic = tax.topics[ti]
@@ -282,13 +286,10 @@ class Classifier:
                         evidence.append(ctx.evidence_dict(h, rule_id))
                         if len(evidence) >= MAX_EVIDENCE_PER_TOPIC:
                             break
-                # One validation call for the tag and its evidence (in pydantic-core).
-                tags.append(
-                    TopicTag.model_validate(
-                        {"id": topic.id, "score": detail.score, "evidence": evidence}
-                    )
-                )
+                tag_data.append({"id": topic.id, "score": detail.score, "evidence": evidence})
         order = self._order
+        # One validation call for all tags and their evidence (in pydantic-core).
+        tags = _TAG_LIST.validate_python(tag_data) if tag_data else []
         tags.sort(key=lambda t: (-t.score, order[t.id]))
         details.sort(key=lambda d: (-d.score, order[d.id]))
 

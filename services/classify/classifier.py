@@ -263,19 +263,26 @@ class Classifier:
                 if len(firings) >= rule.min_count:
                     fired[rule.topic].append((rule, firings))
 
+        # Dampers that fired: those aimed at every topic apply to whichever topics fired.
         damp: dict[int, list[tuple[str, float]]] = defaultdict(list)
+        everywhere: list[tuple[str, float]] = []
         for d in tax.dampers:
             dhits = ghits.get(d.group)
             if dhits and len({h[2] for h in dhits}) >= d.min_count:
-                targets = d.topics if d.topics is not None else range(len(tax.topics))
-                for t in targets:
-                    damp[t].append((d.id, d.factor))
+                if d.topics is None:
+                    everywhere.append((d.id, d.factor))
+                else:
+                    for t in d.topics:
+                        damp[t].append((d.id, d.factor))
 
         tag_data: list[dict[str, object]] = []
         details: list[TopicDetail] = []
         for ti, rule_firings in fired.items():
             topic = tax.topics[ti]
-            detail, hits = self._score(ti, rule_firings, damp.get(ti, []), ctx, explain)
+            dampers = damp.get(ti, [])
+            if everywhere:
+                dampers = dampers + everywhere
+            detail, hits = self._score(ti, rule_firings, dampers, ctx, explain)
             details.append(detail)
             if detail.tagged:
                 evidence: list[dict[str, object]] = []

@@ -58,24 +58,26 @@ class FeedServer:
                 ims = self.headers.get("If-Modified-Since")
                 if feed is None:
                     status = 404
-                    self.send_response(404)
-                    self.end_headers()
                 elif feed.status != 200:
                     status = feed.status
-                    self.send_response(feed.status)
-                    if feed.location:
-                        self.send_header("Location", feed.location)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
                 elif (feed.send_etag and inm == feed.etag) or (
                     not feed.send_etag and feed.send_last_modified and ims == feed.last_modified
                 ):
                     status = 304
-                    self.send_response(304)
-                    self.end_headers()
                 else:
                     status = 200
-                    self.send_response(200)
+                # Recorded before answering: a client that has its answer sees its request here.
+                with server._lock:
+                    server.requests.append(SeenRequest(self.path, inm, ims, status))
+                self.send_response(status)
+                if feed is None or status == 304:
+                    self.end_headers()
+                elif status != 200:
+                    if feed.location:
+                        self.send_header("Location", feed.location)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                else:
                     self.send_header("Content-Type", feed.content_type)
                     self.send_header("Content-Length", str(len(feed.body)))
                     if feed.send_etag:
@@ -84,8 +86,6 @@ class FeedServer:
                         self.send_header("Last-Modified", feed.last_modified)
                     self.end_headers()
                     self.wfile.write(feed.body)
-                with server._lock:
-                    server.requests.append(SeenRequest(self.path, inm, ims, status))
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

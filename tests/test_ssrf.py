@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from services.notify.ssrf import (
+from services.common.ssrf import (
     ResolutionError,
     UnsafeURLError,
     address_refusal,

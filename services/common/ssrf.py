@@ -1,7 +1,7 @@
-"""Refuse webhook targets inside our own network (server-side request forgery).
+"""Refuse outbound HTTP targets inside our own network (server-side request forgery).
 
-A webhook URL is chosen by whoever creates a subscription, and the notify service then POSTs
-to it from inside the deployment. Without a check, ``http://169.254.169.254/...`` or
+Shared by notify (webhook URLs) and ingest (feed URLs): both are chosen by users and then
+fetched or POSTed to from inside the deployment. Without a check, ``http://169.254.169.254/...`` or
 ``http://redis:6379`` would let a subscriber reach the cloud metadata service or internal
 hosts. So a URL is refused when its host *resolves* to an address that is not globally
 routable: loopback, RFC 1918 private, link-local, unique-local (fc00::/7), CGNAT, multicast,

@@ -35,7 +35,7 @@ from services.ingest.feeds import (
 )
 from services.ingest.pipeline import IngestPipeline, dump_payload
 from services.ingest.urls import InvalidURL, canonical_url
-from services.notify.ssrf import UnsafeURLError, check_webhook_url
+from services.common.ssrf import UnsafeURLError, check_webhook_url
 
 log = logging.getLogger(__name__)
 

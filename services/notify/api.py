@@ -31,7 +31,7 @@ from services.common.streams import DATA_FIELD
 from services.notify.alerts import AlertKeys
 from services.notify.delivery import DeliveryWorker
 from services.notify.signing import generate_secret
-from services.notify.ssrf import ResolutionError, UnsafeURLError, check_webhook_url
+from services.common.ssrf import ResolutionError, UnsafeURLError, check_webhook_url
 from services.notify.store import SubscriptionStore
 from services.notify.subscriptions import (
     RetiringSecret,

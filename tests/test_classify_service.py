@@ -85,6 +85,13 @@ def test_topics_and_dry_run(classify_url: str, seed_article: dict) -> None:
     )
     assert any(e["id"] == "system:s-400" for e in answer.json()["entities"])
 
+    explained = httpx.post(f"{classify_url}/v1/classify?explain=true", json=seed_article).json()
+    details = {d["id"]: d for d in explained["details"]}
+    adp = details["air-defence-procurement"]
+    assert adp["tagged"] and adp["score"] >= adp["threshold"]
+    assert any(r["rule"] == "system-acquisition" and r["evidence"] for r in adp["rules"])
+    assert "details" not in answer.json()
+
     bad = httpx.post(f"{classify_url}/v1/classify", json={"body": "no title"})
     assert bad.status_code == 422
     assert "title" in bad.text

@@ -97,16 +97,43 @@ def create_app(settings: Settings) -> FastAPI:
         return {"taxonomy_version": clf.version, "topics": clf.topics_summary()}
 
     @runtime.http.post("/v1/classify", tags=["topics"])
-    async def classify(submission: ArticleSubmission) -> dict[str, Any]:
-        """Dry run: the topics and entities one article would get; nothing is published."""
+    async def classify(submission: ArticleSubmission, explain: bool = False) -> dict[str, Any]:
+        """Dry run: the topics and entities one article would get; nothing is published.
+
+        ``?explain=true`` adds ``details``: every topic a rule fired for (tagged or not),
+        its score and threshold, each rule's contribution with its evidence, and dampers.
+        """
         if not submission.body:
             raise HTTPException(422, detail=[{"field": "body", "message": "a body is needed"}])
-        result = holder.current.classify(submission.title, submission.body)
-        return {
+        result = holder.current.classify(submission.title, submission.body, explain=explain)
+        answer: dict[str, Any] = {
             "id": submission.id,
             "taxonomy_version": result.taxonomy_version,
             "topics": [t.model_dump(mode="json") for t in result.topics],
             "entities": [e.model_dump(mode="json") for e in result.entities],
         }
+        if explain:
+            answer["details"] = [
+                {
+                    "id": d.id,
+                    "score": d.score,
+                    "threshold": d.threshold,
+                    "tagged": d.tagged,
+                    "rules": [
+                        {
+                            "rule": f.rule,
+                            "weight": f.weight,
+                            "sentences": f.count,
+                            "contribution": f.contribution,
+                            "note": f.note,
+                            "evidence": [e.model_dump(mode="json") for e in f.evidence],
+                        }
+                        for f in d.firings
+                    ],
+                    "dampers": [{"id": name, "factor": f} for name, f in d.dampers],
+                }
+                for d in result.details
+            ]
+        return answer
 
     return runtime.http

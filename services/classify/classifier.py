@@ -10,14 +10,16 @@ How a score comes about (the rule language is documented in docs/classifier.md):
    "air defence"...), so a TV series, a browser or a bird does not become a weapon.
 3. A rule *fires* once per sentence in which its groups co-occur (same sentence, within N
    words, or anywhere in the article) and no ``not_near`` context is present.
-4. Each firing is read as independent evidence with probability ``weight`` (boosted in the
-   title, decayed for repeats), and the topic score is their noisy-OR:
-   ``1 - prod(1 - w_i)``.  Negative rules and article-level dampers (e.g. a sports report)
-   multiply the score down.  A topic is tagged when its score reaches its threshold.
+4. Each sentence is one piece of evidence for a topic, worth the weight of the strongest
+   rule that fired in it (boosted in the title), so overlapping rules never count the same
+   words twice. Sentences combine by noisy-OR with diminishing returns,
+   ``1 - prod(1 - w_k * decay**k)`` over the sentences sorted strongest first; negative
+   rules and article-level dampers (e.g. a sports report) multiply the score down. A topic
+   is tagged when its score reaches its threshold.
 
 The weights are written so that the score reads as "how sure are we that the article
-reports on this": one solid co-occurrence in a body sentence is about even odds, the same
-in a headline or repeated across sentences is clearly above.
+reports on this": one body sentence that mentions a deal is just below even odds, the same
+in the headline or repeated in another sentence is above.
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ _H = tuple[int, int, int]
 _Firing = tuple[int, bool, list[_H]]
 
 _ALNUM_ONLY = re.compile(r"[\W_]")
+#: Evidence items on a tag (the strongest rules' first sentences); --explain shows more.
 MAX_EVIDENCE_PER_TOPIC = 8
+MAX_FIRINGS_SHOWN = 3
 _ENTITY_LIST: TypeAdapter[list[Entity]] = TypeAdapter(list[Entity])
 _TAG_LIST: TypeAdapter[list[TopicTag]] = TypeAdapter(list[TopicTag])
-MAX_FIRINGS_SHOWN = 3
 
 
 @dataclass(slots=True)

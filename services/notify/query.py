@@ -310,6 +310,7 @@ COMMON_WORDS = frozenset(
 )
 
 
+@lru_cache(maxsize=100_000)
 def term_probability(word: str) -> float:
     """Rough chance that a news article contains ``word``: the presearcher's selectivity guess.
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import random
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -16,6 +19,7 @@ from services.common.models import (
     article_id_for,
     content_hash_for,
 )
+from services.notify.bench import Vocabulary, generate_article, generate_subscription
 from services.notify.percolator import MAX_KEY_PAIRS, Percolator, placement_for
 from services.notify.subscriptions import PreparedArticle, Subscription
 
@@ -267,3 +271,34 @@ def test_percolator_equals_brute_force(data: st.DataObject) -> None:
         expected = [s.id for s in perc.subscriptions() if s.matches(art)]
         assert ids(perc.match(art)) == sorted(expected)
         assert ids(perc.match(art)) == ids(perc.brute_force(art))
+
+
+# --- the benchmark and its command ------------------------------------------------------------
+
+
+def test_generated_subscriptions_match_like_brute_force() -> None:
+    rng = random.Random(3)
+    vocab = Vocabulary.build(rng, tail_size=200)
+    perc = Percolator()
+    perc.rebuild(generate_subscription(rng, vocab, i) for i in range(400))
+    assert len(perc) == 400
+    matched = 0
+    for i in range(30):
+        art = PreparedArticle.from_classified(generate_article(rng, vocab, i))
+        got = ids(perc.match(art))
+        assert got == ids(perc.brute_force(art))
+        matched += len(got)
+    assert matched > 0  # the generator produces queries that do match its articles
+
+
+def test_bench_percolate_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from services.cli import main
+
+    assert main(["bench", "percolate", "--sizes", "50,200", "--articles", "20", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert [f["stored_queries"] for f in figures] == [50, 200]
+    assert all(f["articles"] == 20 and f["articles_per_s"] > 0 for f in figures)
+    assert figures[0]["brute_force_articles_per_s"] > 0
+    assert figures[1]["brute_force_articles_per_s"] is None
+    with pytest.raises(SystemExit):
+        main(["bench", "percolate", "--sizes", "ten"])

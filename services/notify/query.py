@@ -116,9 +116,6 @@ class Document:
         keys.update(map(intern, extra_keys))
         return cls(terms=frozenset(keys), joined=joined)
 
-    def has_phrase(self, words: Sequence[str]) -> bool:
-        return (" " + " ".join(words) + " ") in self.joined
-
 
 class Searchable(Protocol):
     """What a compiled query reads: :class:`Document`, or anything carrying the same two."""

@@ -206,8 +206,8 @@ class EntityFilter(BaseModel):
     """One entity reference: a plain string, or ``{"kind": ..., "id"|"name": ...}``.
 
     The reference is compared, as tokens, with both the id and the name of the article's
-    entities, so ``"S-400"``, ``"s400"``-less spellings such as ``"s 400"`` and the classifier's
-    id ``s-400`` all meet; ``kind`` narrows it (a country called Georgia, not a person).
+    entities, so ``"S-400"``, ``"s 400"`` and the classifier's id ``s-400`` all meet;
+    ``kind`` narrows it (Georgia the country, not a person called Georgia).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

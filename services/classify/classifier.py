@@ -48,6 +48,7 @@ MAX_EVIDENCE_PER_TOPIC = 8
 MAX_FIRINGS_SHOWN = 3
 _ENTITY_LIST: TypeAdapter[list[Entity]] = TypeAdapter(list[Entity])
 _TAG_LIST: TypeAdapter[list[TopicTag]] = TypeAdapter(list[TopicTag])
+_EVIDENCE_LIST: TypeAdapter[list[Evidence]] = TypeAdapter(list[Evidence])
 
 
 @dataclass(slots=True)
@@ -279,6 +280,7 @@ class Classifier:
                         damp[t].append((d.id, d.factor))
 
         tag_data: list[dict[str, object]] = []
+        tag_evidence: list[list[tuple[int, int, str]]] = []
         details: list[TopicDetail] = []
         for ti, rule_firings in fired.items():
             topic = tax.topics[ti]
@@ -288,18 +290,32 @@ class Classifier:
             detail, hits = self._score(ti, rule_firings, dampers, ctx, explain)
             details.append(detail)
             if detail.tagged:
-                evidence: list[dict[str, object]] = []
+                keys: list[tuple[int, int, str]] = []
                 seen: set[int] = set()
                 for rule_id, h in hits:
                     if h[0] not in seen:
                         seen.add(h[0])
-                        evidence.append(ctx.evidence_dict(h, rule_id))
-                        if len(evidence) >= MAX_EVIDENCE_PER_TOPIC:
+                        keys.append((h[0], h[1], rule_id))
+                        if len(keys) >= MAX_EVIDENCE_PER_TOPIC:
                             break
-                tag_data.append({"id": topic.id, "score": detail.score, "evidence": evidence})
+                tag_data.append({"id": topic.id, "score": detail.score})
+                tag_evidence.append(keys)
         order = self._order
-        # One validation call for all tags and their evidence (in pydantic-core).
-        tags = _TAG_LIST.validate_python(tag_data) if tag_data else []
+        tags: list[TopicTag] = []
+        if tag_data:
+            # Validation in two pydantic-core calls: each distinct piece of evidence once
+            # (topics citing the same words under the same rule share it), then the tags.
+            unique = list(dict.fromkeys(k for keys in tag_evidence for k in keys))
+            built = dict(
+                zip(
+                    unique,
+                    _EVIDENCE_LIST.validate_python([ctx.evidence_dict(*k) for k in unique]),
+                    strict=True,
+                )
+            )
+            for data, keys in zip(tag_data, tag_evidence, strict=True):
+                data["evidence"] = [built[k] for k in keys]
+            tags = _TAG_LIST.validate_python(tag_data)
         tags.sort(key=lambda t: (-t.score, order[t.id]))
         details.sort(key=lambda d: (-d.score, order[d.id]))
 
@@ -569,14 +585,14 @@ class _Context:
         return self.norm.original_offset(h[0]), self.norm.original_offset(h[1] - 1) + 1
 
     def evidence(self, h: _H, rule: str) -> Evidence:
-        return Evidence.model_validate(self.evidence_dict(h, rule))
+        return Evidence.model_validate(self.evidence_dict(h[0], h[1], rule))
 
-    def evidence_dict(self, h: _H, rule: str) -> dict[str, object]:
-        """Evidence fields for a hit (cached: watch-list topics cite the same words)."""
-        key = (h[0], h[1], rule)
+    def evidence_dict(self, nstart: int, nend: int, rule: str) -> dict[str, object]:
+        """Evidence fields for the hit at ``nstart:nend`` of the normalised text."""
+        key = (nstart, nend, rule)
         ev = self._evidence.get(key)
         if ev is None:
-            start, end = self.span(h)
+            start, end = self.span((nstart, nend, 0))
             field = "title" if start < self.body_start else "body"
             shift = 0 if field == "title" else self.body_start
             ev = self._evidence[key] = {

@@ -7,6 +7,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from services.classify.classifier import Classifier, load_classifier
 from services.classify.taxonomy import (
@@ -164,3 +167,60 @@ def test_watcher_reloads_on_change_and_refuses_a_bad_file(tmp_path: Path) -> Non
     (tmp_path / "orgs.yaml").write_text(GOOD_GAZ.replace("[NATO]", "[NATO, OTAN]"))
     os.utime(tmp_path / "orgs.yaml", ns=(1, 4 * 10**18))
     assert watcher.check() is not None
+
+
+_ITEM = st.one_of(
+    st.sampled_from(["@", "$", "*", "@system", "@organisation/alliance", "@x:y", "$talk", "NATO"]),
+    st.text(max_size=12),
+)
+_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 600),
+    st.floats(allow_nan=True),
+    _ITEM,
+    st.lists(_ITEM, max_size=3),
+    st.lists(st.lists(_ITEM, max_size=3), max_size=3),
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "id",
+                "weight",
+                "any",
+                "all",
+                "within",
+                "not_near",
+                "min_count",
+                "field",
+                "note",
+                "extra",
+            ]
+        ),
+        _VALUE,
+        max_size=6,
+    )
+)
+def test_any_rule_is_loaded_or_refused_with_a_taxonomy_error(tmp_path: Path, rule: dict) -> None:
+    """Whatever an editor types into a rule, loading either works or names the problem."""
+    spec = {
+        "version": "1",
+        "gazetteers": ["orgs.yaml"],
+        "lexicons": {"talk": ["summit"]},
+        "topics": [{"id": "t", "name": "T", "rules": [rule]}],
+    }
+    (tmp_path / "orgs.yaml").write_text(textwrap.dedent(GOOD_GAZ))
+    path = tmp_path / "taxonomy.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    try:
+        clf = load_classifier(path)
+    except TaxonomyError as exc:
+        assert exc.file.endswith(("taxonomy.yaml", "orgs.yaml"))
+    else:
+        clf.classify("NATO summit", "NATO allies met at the summit.")

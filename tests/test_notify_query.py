@@ -7,6 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.notify.query import (
+    _DROP_JOINERS,
+    _JOINED_RE,
     _TOKEN_RE,
     MAX_DEPTH,
     MAX_QUERY_LENGTH,
@@ -21,6 +23,7 @@ from services.notify.query import (
     compile_node,
     flat_form,
     fold,
+    joined_words,
     parse,
     render,
     required_clauses,
@@ -74,7 +77,8 @@ def test_ascii_fast_path_tokenises_like_the_regex(text: str) -> None:
         ('"mevlut cavusoglu"', True),
         ('"cavusoglu mevlut"', False),  # order matters in a phrase
         ("S-400", True),
-        ("s400", False),  # documented: joined spellings are a different token
+        ("s400", True),  # the solid spelling finds the hyphenated one...
+        ("Turkeys", False),  # ...but an apostrophe does not join words
         ('"S 400"', True),
         ('"air defence systems"', True),
         ('"defence systems air"', False),
@@ -133,6 +137,37 @@ def test_phrase_matches_whole_tokens_only() -> None:
     assert parse('"s 400"').matches_text("", "the S-400.")
 
 
+@pytest.mark.parametrize(
+    ("query", "text", "expected"),
+    [
+        ("S-400", "the S400 battery", True),
+        ("S400", "the S-400 battery", True),
+        ("S-400", "the S 400 battery", True),
+        ("S400", "the S 400 battery", False),  # only a hyphen or slash joins
+        ('"S-400"', "the S400 battery", False),  # quotes: exactly the phrase
+        ("F-35", "F35A jets", False),  # whole tokens only
+        ("SAMP/T", "the SAMPT system", True),
+        ("IRIS-T", "IRIS‑T SLM (non-breaking hyphen)", True),
+        ("irist", "IRIS–T SLM (en dash)", True),
+        ("25", "2.5 billion", False),  # a period does not join
+    ],
+)
+def test_hyphenated_and_solid_spellings(query: str, text: str, expected: bool) -> None:
+    assert parse(query).matches_text("", text) is expected
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.sampled_from(list("ab1 -/,.(x)\t–é")), max_size=40))
+def test_joined_words_fast_path_equals_the_pattern(text: str) -> None:
+    slow = [w.translate(_DROP_JOINERS) for w in _JOINED_RE.findall(fold(text))]
+    assert joined_words(text) == slow
+
+
+def test_joined_words() -> None:
+    assert joined_words("The S-400 and F-35/B, IRIS‑T; Turkey's U.S.") == ["s400", "f35b", "irist"]
+    assert joined_words("Çavuş-oğlu") == ["cavusoglu"]
+
+
 def test_typographic_quotes_make_phrases() -> None:
     assert parse("“air defence”").root == Phrase(("air", "defence"))
 
@@ -152,7 +187,8 @@ def test_unicode_text_and_queries() -> None:
     [
         ("a b c", "a AND b AND c"),
         ("a OR b c", "(a OR b) AND c"),  # juxtaposition is loosest (Google style)
-        ("S-400 OR S-500 Turkey", '("s 400" OR "s 500") AND turkey'),
+        ("S-400 OR S-500 Turkey", '("s 400" OR s400 OR "s 500" OR s500) AND turkey'),
+        ('"S-400" Turkey', '"s 400" AND turkey'),  # quoted: the exact phrase only
         ("a AND b OR c", "(a AND b) OR c"),  # explicit operators: AND before OR
         ("a OR b AND c", "a OR (b AND c)"),
         ("NOT a OR b", "NOT a OR b"),
@@ -265,7 +301,7 @@ def test_required_clauses() -> None:
         frozenset({"poland"}),
         frozenset({"patriot", "iris"}),
     )
-    assert parse("S-400 OR S-500").clauses == (frozenset({"s 400", "s 500"}),)
+    assert parse("S-400 OR S-500").clauses == (frozenset({"s 400", "s400", "s 500", "s500"}),)
 
 
 # --- properties -----------------------------------------------------------------------------

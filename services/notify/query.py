@@ -7,7 +7,9 @@ In the spirit of Google Alerts and Lucene's query syntax, small enough to explai
 * ``"air defence"``                a phrase: the words in this order, next to each other
 * ``S-400``                        a word with punctuation inside is the phrase of its parts
                                    (``"s 400"``), exactly as the article text is tokenised, so it
-                                   matches "S-400", "s 400" and "S–400" (but not "S400")
+                                   matches "S-400", "s 400" and "S–400"; a hyphenated (or
+                                   slashed) word also matches its solid spelling "S400", and
+                                   ``S400`` matches "S-400" (see :func:`joined_words`)
 * ``a b``                          implicit AND (both must occur)
 * ``a AND b``, ``a OR b``          explicit operators, upper case only (``and`` is a word)
 * ``NOT a``, ``-a``, ``-"a b"``    negation; ``+a`` is accepted and means ``a``
@@ -86,6 +88,32 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN_RE.findall(fold(text))
 
 
+#: Hyphens (ASCII and Unicode) and the slash: what joins the parts of a designation.
+_JOINERS = "-/\u2010\u2011\u2012\u2013\u2014"
+_JOINED_RE = re.compile(rf"[^\W_]+(?:[{_JOINERS}][^\W_]+)+")
+_DROP_JOINERS = str.maketrans("", "", _JOINERS)
+
+
+def joined_words(text: str) -> list[str]:
+    """Hyphenated or slashed words, folded and written solid: "S-400" -> "s400".
+
+    Designations are spelled both ways ("S-400"/"S400", "F-35"/"F35"): documents carry the
+    solid form of their hyphenated words as an extra key, and a hyphenated query word also
+    accepts the solid spelling, so either spelling in the query finds either in the text.
+    ASCII text (the common case) only runs the pattern over the few whitespace-separated
+    chunks that contain a joiner, not over the whole body.
+    """
+    if text.isascii():
+        low = text.lower()
+        if "-" not in low and "/" not in low:
+            return []
+        chunks = [c for c in low.split() if "-" in c or "/" in c]
+        found = [word for chunk in chunks for word in _JOINED_RE.findall(chunk)]
+    else:
+        found = _JOINED_RE.findall(fold(text))
+    return [word.translate(_DROP_JOINERS) for word in found]
+
+
 @dataclass(slots=True)
 class Document:
     """An article as the query language sees it: its keys, and its text for long phrases.
@@ -113,6 +141,8 @@ class Document:
         keys.update(map(intern, body_tokens))
         keys.update(map(intern, map(" ".join, pairwise(title_tokens))))
         keys.update(map(intern, map(" ".join, pairwise(body_tokens))))
+        keys.update(map(intern, joined_words(title)))
+        keys.update(map(intern, joined_words(body)))
         keys.update(map(intern, extra_keys))
         return cls(terms=frozenset(keys), joined=joined)
 
@@ -183,9 +213,19 @@ class Not:
 Node = Term | Phrase | And | Or | Not
 
 
-def _word_node(words: Sequence[str]) -> Term | Phrase:
+def _word_node(words: Sequence[str], text: str = "") -> Term | Phrase | Or:
+    """A word or a phrase; a bare hyphenated word also matches its solid spelling.
+
+    ``S-400`` becomes ``"s 400" OR s400``; in quotes (``"S-400"``) it stays the exact phrase.
+    """
     words = [intern(w) for w in words]  # shared with every other query and document
-    return Term(words[0]) if len(words) == 1 else Phrase(tuple(words))
+    if len(words) == 1:
+        return Term(words[0])
+    phrase = Phrase(tuple(words))
+    solid = joined_words(text) if text else []
+    if len(solid) == 1 and solid[0] == "".join(words):
+        return Or((phrase, Term(intern(solid[0]))))
+    return phrase
 
 
 def _flatten(kind: type[And] | type[Or], items: Iterable[Node]) -> Node:
@@ -565,7 +605,7 @@ class _Parser:
             self.terms += len(tok.words)
             if self.terms > MAX_TERMS:
                 raise self.error(f"too many words (more than {MAX_TERMS})", tok.pos)
-            return _word_node(tok.words)
+            return _word_node(tok.words, tok.text if tok.kind == "WORD" else "")
         if tok.kind == "LPAREN":
             if self.peek().kind == "RPAREN":
                 raise self.error("empty parentheses", tok.pos)

@@ -54,7 +54,7 @@ def test_tokenize_folds_case_accents_and_splits_on_punctuation() -> None:
     assert tokenize("—  …") == []
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.text(alphabet=st.characters(max_codepoint=127), max_size=60))
 def test_ascii_fast_path_tokenises_like_the_regex(text: str) -> None:
     assert tokenize(text) == _TOKEN_RE.findall(fold(text))
@@ -156,7 +156,7 @@ def test_hyphenated_and_solid_spellings(query: str, text: str, expected: bool) -
     assert parse(query).matches_text("", text) is expected
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("ab1 -/,.(x)\t–é")), max_size=40))
 def test_joined_words_fast_path_equals_the_pattern(text: str) -> None:
     slow = [w.translate(_DROP_JOINERS) for w in _JOINED_RE.findall(fold(text))]
@@ -348,7 +348,7 @@ def _reference(node: Node, title: list[str], body: list[str]) -> bool:
     return any(_reference(c, title, body) for c in node.children)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_nodes(), texts, texts)
 def test_render_parse_round_trip_preserves_meaning(node: Node, title: str, body: str) -> None:
     query = parse(render(node))
@@ -362,7 +362,7 @@ def test_render_parse_round_trip_preserves_meaning(node: Node, title: str, body:
     assert query.matches(doc) is expected
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(_nodes(), texts, texts)
 def test_clauses_never_exclude_a_matching_document(node: Node, title: str, body: str) -> None:
     doc = Document.from_text(title, body)
@@ -371,7 +371,7 @@ def test_clauses_never_exclude_a_matching_document(node: Node, title: str, body:
             assert not clause.isdisjoint(doc.terms)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(_nodes(), texts, texts)
 def test_flat_form_is_exact_when_given(node: Node, title: str, body: str) -> None:
     flat = flat_form(node)
@@ -393,7 +393,7 @@ def test_flat_forms() -> None:
     assert parse("a OR (b c)").flat is None
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list('ab "()-+ANDORT\t“”é&')), max_size=30))
 def test_any_input_parses_or_raises_query_error(text: str) -> None:
     try:

@@ -63,7 +63,8 @@ from services.notify.subscriptions import (
 )
 
 #: An inner (second-clause) index is skipped when it would need more than this many
-#: (outer, inner) key pairs for one subscription; the first clause alone is still exact.
+#: (outer, inner) key pairs for one filter: only the first clause is indexed then, and the
+#: second is checked on the candidates like any other.
 MAX_KEY_PAIRS = 64
 
 #: Prior chance that an article carries one given key of these namespaces. Topics: a handful

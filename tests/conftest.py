@@ -20,7 +20,7 @@ SAMPLES = SHARED / "samples"
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One real redis-server (bundled binary) for the whole session; tests use their own db/prefix."""
+    """One real redis-server (the bundled binary) for the whole session; flushed per test."""
     server = RedisServer(data_dir=tmp_path_factory.mktemp("redis"), appendonly=False)
     with server:
         yield server

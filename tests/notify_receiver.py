@@ -17,11 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
-
 from services.common.redis_server import free_port
 from services.common.settings import Settings
 from services.notify.app import create_app
+from tests.servers import ThreadedServer, serving
 
 
 @dataclass
@@ -50,8 +49,7 @@ class Receiver:
         self.script: deque[Reply] = deque()
         self.default = Reply()
         self._lock = threading.Lock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
 
     @property
     def url(self) -> str:
@@ -90,31 +88,16 @@ class Receiver:
         await send({"type": "http.response.body", "body": reply.body})
 
     def start(self) -> Receiver:
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="off",
-            interface="asgi3",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("receiver did not start")
-            time.sleep(0.01)
+        self._server = ThreadedServer(
+            self.app, port=self.port, lifespan="off", interface="asgi3"
+        ).start()
         return self
 
     def stop(self) -> None:
         """Stop listening: later requests see connection refused (a receiver that is down)."""
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(10)
+        if self._server is not None:
+            self._server.stop(10)
             self._server = None
-            self._thread = None
 
     def __enter__(self) -> Receiver:
         return self.start()
@@ -146,20 +129,5 @@ class Receiver:
 @contextmanager
 def serve(settings: Settings, **kwargs: Any) -> Iterator[str]:
     """The whole notify app (consumer, worker, API) in uvicorn on 127.0.0.1; yields its URL."""
-    port = free_port()
-    app = create_app(settings, **kwargs)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("notify app did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    with serving(create_app(settings, **kwargs)) as url:
+        yield url

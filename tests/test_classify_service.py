@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import shutil
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import redis as redis_sync
-import uvicorn
 
 from services.classify.app import create_app
 from services.classify.taxonomy import DATA_DIR
 from services.common.models import Article, ClassifiedArticle, content_hash_for
-from services.common.redis_server import free_port
 from services.common.settings import Settings
 from services.common.streams import DATA_FIELD, StreamNames, encode
+from tests.servers import serving, wait_for
 
 
 @pytest.fixture
@@ -38,33 +35,8 @@ def classify_url(redis_url: str, tmp_path: Path, taxonomy_dir: Path) -> Iterator
         taxonomy_path=taxonomy_dir / "taxonomy.yaml",
         taxonomy_reload_interval=0.1,
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "classify app did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+    with serving(create_app(settings)) as url:
+        yield url
 
 
 def test_topics_and_dry_run(classify_url: str, seed_article: dict) -> None:

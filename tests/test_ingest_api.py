@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 
@@ -13,6 +12,7 @@ from services.common.redis_server import RedisServer
 from .conftest import SAMPLES
 from .ingest_server import names, running_ingest, stream_events
 from .procs import ServiceProcess
+from .servers import wait_for
 
 SEED_TEXT = (SAMPLES / "seed_article.txt").read_text()
 
@@ -23,16 +23,6 @@ def accepted(client, settings) -> list[Article]:
 
 def rejections(client, settings) -> list[Rejection]:
     return [Rejection.model_validate(e) for e in stream_events(client, names(settings).rejected)]
-
-
-def wait_for(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_seed_article_accepted_once_then_duplicate(settings, redis_client, seed_article):

@@ -6,28 +6,17 @@ and Last-Modified; ingest runs on a real uvicorn with a real Redis.
 
 from __future__ import annotations
 
-import time
-
 import httpx
 
 from services.common.models import Article
 
 from .feed_server import ATOM, RSS, running_feed_server
 from .ingest_server import names, running_ingest, stream_events
+from .servers import wait_for
 
 
 def accepted(client, settings) -> list[Article]:
     return [Article.model_validate(e) for e in stream_events(client, names(settings).accepted)]
-
-
-def wait_for(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_add_poll_status_and_conditional_refetch(settings, redis_client):

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from services.common.models import utcnow
 from services.common.settings import Settings
+from services.common.ssrf import UnsafeURLError, check_webhook_url
 from services.common.streams import StreamNames
 from services.ingest.feeds import (
     FeedStatus,
@@ -35,7 +36,6 @@ from services.ingest.feeds import (
 )
 from services.ingest.pipeline import IngestPipeline, dump_payload
 from services.ingest.urls import InvalidURL, canonical_url
-from services.common.ssrf import UnsafeURLError, check_webhook_url
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,11 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from services.common.http import require_api_key
 from services.common.models import field_errors
 from services.common.settings import Settings
+from services.common.ssrf import ResolutionError, UnsafeURLError, check_webhook_url
 from services.common.streams import DATA_FIELD
 from services.notify.alerts import AlertKeys
 from services.notify.delivery import DeliveryWorker
 from services.notify.signing import generate_secret
-from services.common.ssrf import ResolutionError, UnsafeURLError, check_webhook_url
 from services.notify.store import SubscriptionStore
 from services.notify.subscriptions import (
     RetiringSecret,

@@ -21,10 +21,10 @@ from collections.abc import Callable
 
 import httpx
 
+from services.common.ssrf import ResolutionError, Resolver, UnsafeURLError, check_webhook_url
 from services.notify.channels.base import DeliveryOutcome, Destination, Notification
 from services.notify.retry import parse_retry_after
 from services.notify.signing import WebhookSecretError, signature_headers
-from services.common.ssrf import ResolutionError, Resolver, UnsafeURLError, check_webhook_url
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 RESPONSE_SNIPPET_BYTES = 512

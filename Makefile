@@ -38,6 +38,8 @@ lint: install
 bench: install
 	$(BIN)/topicwatch bench classify
 	$(BIN)/topicwatch bench percolate
+	$(BIN)/topicwatch bench delivery
+	$(BIN)/topicwatch bench ingest
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,10 @@ Layout (under the stream prefix):
   shows them once, at creation or rotation);
 * ``subscriptions`` — sorted set of ids by creation time, for stable paging;
 * ``subscriptions:version`` — incremented on every change, so every notify process can tell
-  cheaply whether its in-memory percolator is stale.
+  cheaply whether its in-memory percolator is stale;
+* ``subscriptions:changes`` — a capped stream with one entry (id, op) per change, written in
+  the same transaction as the version, so a process can apply just what changed instead of
+  rebuilding its index of 100,000 subscriptions (it rebuilds only when it fell behind the cap).
 """
 
 from __future__ import annotations
@@ -23,12 +26,17 @@ from services.notify.subscriptions import Subscription
 log = logging.getLogger(__name__)
 
 
+#: Changes kept for incremental index updates (exact trimming keeps the count check exact).
+CHANGES_KEPT = 10_000
+
+
 class SubscriptionStore:
     def __init__(self, client: aioredis.Redis, names: StreamNames) -> None:
         self.client = client
         self.names = names
         self.index_key = names.key("subscriptions")
         self.version_key = names.key("subscriptions", "version")
+        self.changes_key = names.key("subscriptions", "changes")
 
     def _key(self, subscription_id: str) -> str:
         return self.names.key("subscription", subscription_id)
@@ -40,6 +48,8 @@ class SubscriptionStore:
             pipe.set(self._key(sid), subscription.model_dump_json())
             pipe.zadd(self.index_key, {sid: subscription.created_at.timestamp()}, nx=True)
             pipe.incr(self.version_key)
+            change: dict[Any, Any] = {"id": sid, "op": "put"}
+            pipe.xadd(self.changes_key, change, maxlen=CHANGES_KEPT, approximate=False)
             await pipe.execute()
 
     async def get(self, subscription_id: str) -> Subscription | None:
@@ -51,7 +61,9 @@ class SubscriptionStore:
             pipe.delete(self._key(subscription_id))
             pipe.zrem(self.index_key, subscription_id)
             pipe.incr(self.version_key)
-            deleted, _, _ = await pipe.execute()
+            change: dict[Any, Any] = {"id": subscription_id, "op": "delete"}
+            pipe.xadd(self.changes_key, change, maxlen=CHANGES_KEPT, approximate=False)
+            deleted, _, _, _ = await pipe.execute()
         return bool(deleted)
 
     async def page(self, offset: int = 0, limit: int = 50) -> tuple[list[Subscription], int]:
@@ -67,6 +79,23 @@ class SubscriptionStore:
     async def version(self) -> int:
         raw = await self.client.get(self.version_key)
         return int(raw or 0)
+
+    async def position(self) -> tuple[int, str]:
+        """(version, id of the newest change): where an index built now starts from."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.get(self.version_key)
+            pipe.xrevrange(self.changes_key, count=1)
+            raw_version, newest = await pipe.execute()
+        return int(raw_version or 0), _text(newest[0][0]) if newest else "0-0"
+
+    async def changes_since(self, after: str) -> list[tuple[str, str, str]]:
+        """(change id, subscription id, op) for every change after ``after``, oldest first."""
+        entries = await self.client.xrange(self.changes_key, f"({after}", "+") or []
+        return [
+            (_text(eid), _text(fields[b"id"]), _text(fields[b"op"]))
+            for eid, fields in entries
+            if fields
+        ]
 
     async def _many(self, ids: list[str]) -> list[Subscription]:
         if not ids:

@@ -309,3 +309,38 @@ def test_unknown_language_and_no_topics(seed: ClassifiedArticle) -> None:
     assert not matches(create(languages=["en"]), bare)
     assert not matches(create(min_score=0.0), bare)  # no topic reaches any floor
     assert matches(create(query="S-400"), bare)
+
+
+@pytest.mark.parametrize(
+    ("entities", "expected"),
+    [
+        (["S-400"], True),
+        (["S400"], True),
+        (["s 400"], True),
+        (["S-400 Triumf"], True),
+        (["system:s-400"], True),
+        ([{"kind": "system", "name": "S-400"}], True),
+        ([{"kind": "country", "name": "Turkey"}, {"kind": "system", "id": "S-400"}], True),
+        ([{"kind": "country", "id": "TR"}], True),
+        ([{"kind": "country", "id": "country:TR"}], True),
+        ([{"kind": "person", "name": "S-400"}], False),
+        (["S-500"], False),
+        (["India"], False),
+    ],
+)
+def test_entity_filters_meet_the_classifiers_entities(
+    seed: ClassifiedArticle, entities: list[Any], expected: bool
+) -> None:
+    """The classifier names entities ``system:s-400`` / "S-400 Triumf" and ``country:TR`` /
+    "Turkey": the spellings a subscriber writes (the issue's "country Turkey, system S-400")
+    must meet them, through the brute-force filter and the percolator alike."""
+    from services.classify.classifier import load_classifier
+
+    a = seed.article
+    found = load_classifier().classify(a.title, a.body).entities
+    article = seed.model_copy(update={"entities": [Entity(**e.model_dump()) for e in found]})
+    sub = create(entities=entities, entities_match="all")
+    assert matches(sub, article) is expected
+    percolator = Percolator()
+    percolator.add(sub)
+    assert (percolator.match(PreparedArticle.from_classified(article)) == [sub]) is expected

@@ -46,7 +46,7 @@ from pydantic import (
     model_validator,
 )
 
-from services.common.models import ClassifiedArticle
+from services.common.models import ClassifiedArticle, Entity
 from services.notify.query import Document, Query, QueryError, parse, tokenize
 
 EntityKind = Literal["system", "country", "organisation", "person", "other"]
@@ -92,6 +92,26 @@ def new_webhook_secret() -> str:
 def normalise_name(value: str) -> str:
     """Entity and source names compared as their tokens: "S-400" == "s 400" == "S 400"."""
     return " ".join(tokenize(value))
+
+
+#: A hyphen or slash inside a word ("S-400", "SAMP/T"): designations are also written solid.
+_INNER_JOINER = re.compile(r"(?<=[^\W_])[-/\u2010-\u2014](?=[^\W_])")
+
+
+def entity_names(entity: Entity) -> set[str]:
+    """Every normalised name an article's entity answers to.
+
+    Its name and its id, the id also without the classifier's ``kind:`` prefix (the
+    classifier says ``system:s-400`` and ``country:TR``; a subscriber writes ``S-400`` or
+    ``{"kind": "country", "id": "TR"}``), each also with hyphenated words written solid, so
+    ``S400`` finds "S-400" as the query language does.
+    """
+    values = {entity.id, entity.name}
+    prefix = f"{entity.kind}:"
+    if entity.id.startswith(prefix):
+        values.add(entity.id[len(prefix) :])
+    values |= {_INNER_JOINER.sub("", v) for v in values}
+    return {name for v in values if (name := normalise_name(v))}
 
 
 def language_code(value: str | None) -> str | None:
@@ -680,11 +700,9 @@ class PreparedArticle:
             scores[tag.id] = max(tag.score, scores.get(tag.id, 0.0))
         entity_keys: set[str] = set()
         for entity in classified.entities:
-            for value in (entity.id, entity.name):
-                name = normalise_name(value)
-                if name:
-                    entity_keys.add(name)
-                    entity_keys.add(f"{entity.kind}:{name}")
+            for name in entity_names(entity):
+                entity_keys.add(name)
+                entity_keys.add(f"{entity.kind}:{name}")
         source_keys = set(host_keys(art.canonical_url or art.url))
         if art.url and art.canonical_url and art.url != art.canonical_url:
             source_keys.update(host_keys(art.url))

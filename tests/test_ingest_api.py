@@ -135,6 +135,18 @@ def test_all_invalid_is_422_naming_fields_and_recorded(settings, redis_client):
     assert accepted(redis_client, settings) == []
 
 
+def test_nested_metadata_is_one_error_naming_the_key(settings, redis_client):
+    article = {"title": "t", "body": "Text.", "metadata": {"ok": 1, "tags": ["a"], "n": {"x": 1}}}
+    with running_ingest(settings) as url:
+        response = httpx.post(f"{url}/v1/articles", json=article)
+    assert response.status_code == 422
+    scalar = "must be a string, number, boolean or null"
+    assert response.json()["detail"] == [
+        {"field": "metadata.tags", "message": f"{scalar}, not an array"},
+        {"field": "metadata.n", "message": f"{scalar}, not an object"},
+    ]
+
+
 def test_limits_answer_413_naming_the_limit_and_store_nothing(settings, redis_client):
     with running_ingest(settings, ingest_max_batch=3, ingest_max_article_bytes=2048) as url:
         too_many = httpx.post(

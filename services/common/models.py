@@ -10,13 +10,41 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION = 1
 
-MetadataValue = str | int | float | bool | None
+
+def _flat_metadata_value(value: Any) -> Any:
+    """One error naming what is wrong, instead of one per member of the union below
+    (``metadata.n.constrained-str``, ``metadata.n.int``, ... told a producer nothing)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    kind = (
+        "an object"
+        if isinstance(value, dict)
+        else "an array"
+        if isinstance(value, list)
+        else type(value).__name__
+    )
+    raise PydanticCustomError(
+        "metadata_value",
+        "must be a string, number, boolean or null, not {kind}",
+        {"kind": kind},
+    )
+
+
+MetadataValue = Annotated[str | int | float | bool | None, BeforeValidator(_flat_metadata_value)]
 
 
 def utcnow() -> datetime:

@@ -46,6 +46,24 @@ def test_publish_folder_summary_and_exit_status(settings, redis_client, tmp_path
     assert [r["received_via"] for r in rejected] == ["file"]  # the one that reached ingest
 
 
+def test_publish_splits_batches_over_the_services_limits(settings, redis_client, tmp_path, capsys):
+    """The service's request and batch limits are its own: publish halves what it refuses."""
+    lines = [
+        {"title": f"Report {i}", "body": f"Report {i} on air defence. " + "Text. " * 400}
+        for i in range(9)
+    ]
+    lines.append({"title": "Too big", "body": "word " * 2_000})
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with running_ingest(settings, max_request_bytes=8_000, ingest_max_batch=4) as url:
+        status = main(["publish", "--url", url, str(path)])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "accepted 9, duplicate 0, rejected 1" in out
+    assert "many.jsonl:10" in out and "8000 bytes" in out
+    assert len(stream_events(redis_client, names(settings).accepted)) == 9
+
+
 def test_publish_with_api_key_and_unreachable_service(settings, monkeypatch, capsys):
     monkeypatch.setenv("TOPICWATCH_API_KEYS", "secret-1")
     with running_ingest(settings, api_keys="secret-1") as url:

@@ -189,11 +189,29 @@ def _send_batch(
             for item, result in zip(sendable, response.json()["articles"], strict=True):
                 tally.add(item.source, result)
             return
+        if response.status_code == 413 and len(sendable) > 1:
+            # Over a limit of the service's (request bytes, batch size) that this machine's
+            # settings do not know: nothing was stored, so send each half on its own.
+            half = len(sendable) // 2
+            for part in (sendable[:half], sendable[half:]):
+                _send_batch(client, part, tally, max_article_bytes, sleep)
+            return
+        if response.status_code == 413:
+            tally.add(sendable[0].source, {"status": "rejected", "reason": _detail(response)})
+            return
         if response.status_code == 503 and attempt + 1 < PUBLISH_ATTEMPTS:
             # What was stored comes back as duplicate on the retry: nothing is counted twice.
             sleep(min(2.0**attempt, 10.0))
             continue
         raise PublishError(response)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = None
+    return detail if isinstance(detail, str) else f"ingest answered {response.status_code}"
 
 
 class PublishError(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from services.classify.taxonomy import DATA_DIR
 from services.common.models import Article, ClassifiedArticle, content_hash_for
 from services.common.settings import Settings
 from services.common.streams import DATA_FIELD, StreamNames, encode
+from tests.procs import ServiceProcess
 from tests.servers import serving, wait_for
 
 
@@ -130,3 +132,45 @@ def test_taxonomy_reloads_on_change_and_keeps_running_on_a_bad_file(
     )
     assert dry.status_code == 200
     assert "air-defence-procurement" in {t["id"] for t in dry.json()["topics"]}
+
+
+def test_sighup_reloads_the_taxonomy_of_a_running_service(
+    redis_url: str, tmp_path: Path, taxonomy_dir: Path
+) -> None:
+    """A real `topicwatch serve classify` process; the file poll is off, so only SIGHUP counts."""
+    path = taxonomy_dir / "taxonomy.yaml"
+    proc = ServiceProcess(
+        "classify",
+        {
+            "TOPICWATCH_REDIS_URL": redis_url,
+            "TOPICWATCH_TAXONOMY_PATH": str(path),
+            "TOPICWATCH_TAXONOMY_RELOAD_INTERVAL": "3600",
+        },
+        tmp_path / "classify.log",
+    ).start()
+    try:
+        proc.wait_healthy()
+        assert proc.process is not None
+
+        def version() -> str:
+            return str(httpx.get(f"{proc.url}/v1/topics").json()["taxonomy_version"])
+
+        def reloads(outcome: str) -> float:
+            text = httpx.get(f"{proc.url}/metrics").text
+            prefix = f'topicwatch_taxonomy_reloads_total{{outcome="{outcome}"}} '
+            return next(
+                float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)
+            )
+
+        assert version().startswith("2026.11.1+")
+        path.write_text(path.read_text().replace('version: "2026.11.1"', 'version: "2026.11.2"'))
+        proc.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: version().startswith("2026.11.2+"))
+
+        path.write_text("version: 2026.11.3\ntopics: [{id: Bad Id}]\n")
+        proc.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: reloads("refused") == 1.0)
+        assert version().startswith("2026.11.2+") and proc.process.poll() is None
+        assert "Bad Id" in proc.output()  # the refusal is logged with what was wrong
+    finally:
+        proc.stop()

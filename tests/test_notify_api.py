@@ -248,6 +248,34 @@ def test_alerts_history_and_live_stream(notify: str, receiver: Receiver, redis_u
     assert comments  # keep-alive comments
 
 
+def test_live_stream_outlives_the_redis_socket_timeout(
+    api_settings: Settings, redis_url: str
+) -> None:
+    """An idle stream stays open and live: its blocking reads never outlast the Redis
+    client's socket timeout (redis-py 8 defaults to 5 s, here 0.3 s to keep the test short),
+    which used to end every stream that had no alert for that long."""
+    settings = api_settings.model_copy(update={"redis_url": f"{redis_url}?socket_timeout=0.3"})
+    with serve(settings, sse_ping_seconds=1.0) as url:
+        created = httpx.post(
+            f"{url}/v1/subscriptions", json={"name": "idle", "topics": ["cyber"]}, headers=AUTH
+        ).json()
+
+        def idle_then_publish() -> None:
+            time.sleep(1.5)  # several socket timeouts with nothing to read
+            publish(redis_url, 41, topic="cyber")
+
+        events, comments = asyncio.run(
+            read_events(
+                f"{url}/v1/subscriptions/{created['id']}/stream",
+                {"Authorization": f"Bearer {created['read_token']}"},
+                want=1,
+                on_open=idle_then_publish,
+            )
+        )
+    assert json.loads(events[0]["data"])["article"]["id"] == f"art_{41:024d}"
+    assert comments
+
+
 def test_redeliver_and_secret_rotation(notify: str, receiver: Receiver, redis_url: str) -> None:
     created = httpx.post(
         f"{notify}/v1/subscriptions",

@@ -22,6 +22,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from pydantic import ValidationError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common.http import require_api_key
@@ -318,17 +319,21 @@ def build_router(
         except ValueError as exc:
             raise _field_error("since", str(exc)) from None
         key = worker.keys.history(sid)
-        block_ms = max(int(sse_ping_seconds * 1000), 10)
+        # Short blocking reads: a read must end before the Redis client's socket timeout
+        # (5 s by default in redis-py 8), or an idle stream dies. sse-starlette sends the
+        # keep-alive comments on its own, so the block length only bounds the disconnect check.
+        block_ms = max(min(int(sse_ping_seconds * 1000), 1000), 10)
 
         async def events() -> AsyncIterator[ServerSentEvent]:
             cursor = after
             while True:
                 if await request.is_disconnected():
                     return
-                batch = cast(
-                    list[tuple[Any, list[tuple[Any, Any]]]],
-                    await worker.client.xread({key: cursor}, count=100, block=block_ms) or [],
-                )
+                try:
+                    reply = await worker.client.xread({key: cursor}, count=100, block=block_ms)
+                except RedisTimeoutError:  # a client with a shorter socket timeout: idle
+                    continue
+                batch = cast(list[tuple[Any, list[tuple[Any, Any]]]], reply or [])
                 for _stream, entries in batch:
                     for entry_id, fields in entries:
                         cursor = _text(entry_id)

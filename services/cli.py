@@ -149,6 +149,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    # A hangup (the terminal closed, or `kill -HUP`) stops everything as well: by default it
+    # killed this process alone and left Redis and the services running, holding the ports.
+    # (The classify service itself reloads its taxonomy on SIGHUP and on every file change.)
+    signal.signal(signal.SIGHUP, on_signal)
     supervisor.start()
     for service in SERVICES:
         print(f"{service:<8} {url_of(settings, service)}")

@@ -91,3 +91,34 @@ def test_up_runs_supervises_and_stops_everything(tmp_path: Path) -> None:
     assert code == 0, output
     for port in ports.values():
         assert not port_open(port), f"port {port} still open after stop:\n{output}"
+
+
+def test_up_stops_everything_on_a_hangup(tmp_path: Path) -> None:
+    """SIGHUP (a closed terminal) used to kill `up` alone, leaving Redis and the services up."""
+    ports = {name: free_port() for name in ("ingest", "classify", "notify", "redis")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOPICWATCH_")} | {
+        "TOPICWATCH_DATA_DIR": str(tmp_path / "data"),
+        "TOPICWATCH_EMBEDDED_REDIS_PORT": str(ports["redis"]),
+        "TOPICWATCH_INGEST_PORT": str(ports["ingest"]),
+        "TOPICWATCH_CLASSIFY_PORT": str(ports["classify"]),
+        "TOPICWATCH_NOTIFY_PORT": str(ports["notify"]),
+    }
+    log = (tmp_path / "up.log").open("w+")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "up"], env=env, cwd=ROOT, stdout=log, stderr=log
+    )
+    try:
+        for name in ("ingest", "classify", "notify"):
+            wait_healthy(f"http://127.0.0.1:{ports[name]}")
+        up.send_signal(signal.SIGHUP)
+        code = up.wait(40)
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            up.wait(40)
+        log.seek(0)
+        output = log.read()
+        log.close()
+    assert code == 0, output
+    for port in ports.values():
+        assert not port_open(port), f"port {port} still open after SIGHUP:\n{output}"

@@ -81,6 +81,21 @@ def test_rule_needs_one_form(tmp_path: Path) -> None:
     assert err.topic == "alliance" and "exactly one of 'any' or 'all'" in err.message
 
 
+@pytest.mark.parametrize("within", ["paragraph", "1.5", "[3]", "true"])
+def test_a_wrong_window_is_one_error_naming_the_field(tmp_path: Path, within: str) -> None:
+    rule = 'all: [["@organisation/alliance"], [$talk]]'
+    err = error_for(tmp_path, GOOD.replace(rule, f"{rule}\n        within: {within}"))
+    assert (err.topic, err.field) == ("alliance", "rules[0].within")
+    assert "must be 'sentence', 'article' or a number of words" in err.message
+    assert "also:" not in err.message
+
+
+@pytest.mark.parametrize("within", ["12", "'12'", "article", "sentence"])
+def test_windows_as_written_load(tmp_path: Path, within: str) -> None:
+    rule = 'all: [["@organisation/alliance"], [$talk]]'
+    load_taxonomy(write(tmp_path, GOOD.replace(rule, f"{rule}\n        within: {within}")))
+
+
 def test_unknown_lexicon_and_selector(tmp_path: Path) -> None:
     err = error_for(tmp_path, GOOD.replace("[$talk]", "[$tlak]"))
     assert (err.topic, err.field) == ("alliance", "rules[0].all[1]")

@@ -108,6 +108,17 @@ class RuleSpec(_Spec):
             _check_items(group)
         return value
 
+    @field_validator("within", mode="before")
+    @classmethod
+    def _within_form(cls, value: Any) -> Any:
+        # One message for a wrong form, not one per member of the union
+        # ("within.literal['sentence','article']: ..., within.int: ...").
+        if value in ("sentence", "article") or type(value) is int:
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        raise ValueError("must be 'sentence', 'article' or a number of words (1-500)")
+
     @field_validator("within")
     @classmethod
     def _within(cls, value: str | int) -> str | int:

@@ -60,7 +60,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     _configure_logging(settings)
-    app = create_service_app(args.service, settings)
+    from services.classify.taxonomy import TaxonomyError
+
+    try:
+        app = create_service_app(args.service, settings)
+    except TaxonomyError as exc:  # names the file, topic and field: no traceback needed
+        print(f"topicwatch: {args.service} cannot start: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
         app,
         host=settings.host,

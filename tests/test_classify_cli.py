@@ -72,6 +72,21 @@ def test_classify_with_a_bad_taxonomy(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "invalid taxonomy" in err and "t.yaml" in err and "topics" in err
 
 
+def test_serve_classify_with_a_bad_taxonomy_says_why_and_exits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "t.yaml"
+    bad.write_text(
+        "version: 1\ntopics: [{id: x, name: X, rules: [{id: r, weight: 5, any: [a]}]}]\n"
+    )
+    monkeypatch.setenv("TOPICWATCH_REDIS_URL", "redis://127.0.0.1:1/0")  # never reached
+    monkeypatch.setenv("TOPICWATCH_TAXONOMY_PATH", str(bad))
+    code, _, err = run(capsys, "serve", "classify")
+    assert code == 2
+    assert err.startswith("topicwatch: classify cannot start: ")
+    assert "t.yaml: topic 'x': field 'rules[0].weight'" in err
+
+
 def test_eval_on_shared_samples(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "eval", str(DEV), "--min-f1", "0.9")
     assert code == 0

@@ -149,3 +149,31 @@ def test_dead_letters_list_and_replay(env: None, redis_url: str, capsys) -> None
     assert client.lrange(keys.queue("sub_gone"), 0, -1)[0].startswith(alert_id)
     assert client.zscore(keys.due, "sub_gone") is not None
     client.close()
+
+
+def test_bench_delivery_prints_its_figures() -> None:
+    """The benchmark runs end to end at a small size (its figures are not asserted)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "bench",
+            "delivery",
+            "--latency-samples",
+            "3",
+            "--burst",
+            "10",
+            "--subscriptions",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "classified -> webhook latency over 3 alerts" in result.stdout
+    assert "20 alerts delivered" in result.stdout

@@ -14,6 +14,7 @@ Figures depend on the machine; they are printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import tempfile
 import threading
@@ -65,11 +66,21 @@ def _serve(app: Any, port: int) -> uvicorn.Server:
     return server
 
 
+_WORDS = (
+    "ministry signed contract battery radar interceptor delivery army navy launcher "
+    "parliament approved budget programme regiment system order second phase export "
+    "industry partner officials said tuesday wednesday agreement units missiles"
+).split()
+
+
 def _classified(n: int) -> dict[Any, Any]:
+    # Every story its own text: notify folds near-duplicate stories into one alert.
+    rng = random.Random(n)
+    body = f"Story {n}: " + " ".join(rng.choice(_WORDS) for _ in range(60)) + "."
     article = Article(
         id=f"art_bench{n:019d}",
         title=f"Bench story {n}",
-        body="Turkey takes delivery of another S-400 battery.",
+        body=body,
         content_hash=f"bench{n}",
     )
     return dict(

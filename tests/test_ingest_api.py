@@ -147,6 +147,26 @@ def test_nested_metadata_is_one_error_naming_the_key(settings, redis_client):
     ]
 
 
+def test_a_published_at_of_the_wrong_type_is_one_error(settings, redis_client):
+    batch = [
+        {"title": "t", "body": "Text one.", "published_at": [2019]},
+        {"title": "t", "body": "Text two.", "published_at": 1e300},
+        {"title": "t", "body": "Text three.", "published_at": 1574859720},
+    ]
+    with running_ingest(settings) as url:
+        response = httpx.post(f"{url}/v1/articles", json=batch)
+    assert response.status_code == 202
+    first, second, third = response.json()["articles"]
+    assert [e["field"] for e in first["errors"] + second["errors"]] == ["published_at"] * 2
+    assert "or a Unix timestamp, not an array" in first["errors"][0]["message"]
+    assert "timestamp 1e+300 is out of range" in second["errors"][0]["message"]
+    assert third["status"] == "accepted"
+    [article] = accepted(redis_client, settings)
+    assert article.published_at is not None and article.published_at.isoformat().startswith(
+        "2019-11-27T13:02"
+    )
+
+
 def test_limits_answer_413_naming_the_limit_and_store_nothing(settings, redis_client):
     with running_ingest(settings, ingest_max_batch=3, ingest_max_article_bytes=2048) as url:
         too_many = httpx.post(

@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
 )
@@ -25,26 +26,52 @@ from pydantic_core import PydanticCustomError
 SCHEMA_VERSION = 1
 
 
+def _json_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return "a boolean" if isinstance(value, bool) else type(value).__name__
+
+
 def _flat_metadata_value(value: Any) -> Any:
     """One error naming what is wrong, instead of one per member of the union below
     (``metadata.n.constrained-str``, ``metadata.n.int``, ... told a producer nothing)."""
     if value is None or isinstance(value, str | int | float | bool):
         return value
-    kind = (
-        "an object"
-        if isinstance(value, dict)
-        else "an array"
-        if isinstance(value, list)
-        else type(value).__name__
-    )
     raise PydanticCustomError(
         "metadata_value",
         "must be a string, number, boolean or null, not {kind}",
-        {"kind": kind},
+        {"kind": _json_kind(value)},
     )
 
 
 MetadataValue = Annotated[str | int | float | bool | None, BeforeValidator(_flat_metadata_value)]
+
+_DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+def _published_at_value(value: Any) -> Any:
+    """A date string (parsed later, by ingest), a Unix timestamp, or null: one error otherwise,
+    not one per member of the union (``published_at.datetime``, ``published_at.constrained-str``).
+    """
+    if value is None or isinstance(value, str | datetime):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return _DATETIME.validate_python(value)
+        except ValidationError as exc:
+            raise PydanticCustomError(
+                "published_at",
+                "timestamp {value} is out of range: {why}",
+                {"value": value, "why": exc.errors()[0]["msg"]},
+            ) from None
+    raise PydanticCustomError(
+        "published_at",
+        "must be a date string (ISO-8601, or as the page prints it) or a Unix timestamp, "
+        "not {kind}",
+        {"kind": _json_kind(value)},
+    )
 
 
 def utcnow() -> datetime:
@@ -106,7 +133,7 @@ class ArticleSubmission(BaseModel):
     html: str | None = Field(default=None, max_length=10_000_000)
     url: str | None = Field(default=None, max_length=4_096)
     source: str | None = Field(default=None, max_length=512)
-    published_at: datetime | str | None = None
+    published_at: Annotated[datetime | str | None, BeforeValidator(_published_at_value)] = None
     language: str | None = Field(default=None, max_length=35)
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
 

@@ -176,11 +176,12 @@ def parse_sse(lines: list[str]) -> tuple[list[dict[str, str]], list[str]]:
 
 
 async def read_events(
-    url: str, headers: dict[str, str], want: int, on_open: Any = None
+    url: str, headers: dict[str, str], want: int, on_open: Any = None, since: str | None = None
 ) -> tuple[list[dict[str, str]], list[str]]:
     lines: list[str] = []
+    params = {"since": since} if since is not None else None
     async with httpx.AsyncClient(timeout=10) as client:
-        async with client.stream("GET", url, headers=headers) as response:
+        async with client.stream("GET", url, headers=headers, params=params) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             if on_open:
@@ -345,6 +346,18 @@ def test_near_duplicate_story_alerts_once_listing_other_outlets(
     ).json()["alerts"]
     assert [a["article"]["id"] for a in history] == [f"art_{n:024d}" for n in (1, 3)]
     assert history[0]["also_reported_by"][0]["source"] == "othernews"
+    # The live stream's catch-up shows the alert as it is now, other outlet included.
+    events, _ = asyncio.run(
+        read_events(
+            f"{notify}/v1/subscriptions/{created['id']}/stream",
+            {"Authorization": f"Bearer {created['read_token']}"},
+            want=2,
+            since="0",
+        )
+    )
+    replayed = [json.loads(e["data"]) for e in events]
+    assert [a["article"]["id"] for a in replayed] == [f"art_{n:024d}" for n in (1, 3)]
+    assert replayed[0]["also_reported_by"][0]["source"] == "othernews"
 
 
 def test_digest_waiting_alert_goes_out_with_the_outlets_found_meanwhile(

@@ -335,9 +335,10 @@ def build_router(
                     continue
                 batch = cast(list[tuple[Any, list[tuple[Any, Any]]]], reply or [])
                 for _stream, entries in batch:
-                    for entry_id, fields in entries:
-                        cursor = _text(entry_id)
-                        data = _decode(fields)
+                    # As history shows them: a replayed alert lists the outlets found since.
+                    found = [(_text(i), _decode(f)) for i, f in entries]
+                    for entry_id, data in await history.current(found):
+                        cursor = entry_id
                         yield ServerSentEvent(
                             data=json.dumps(data), id=str(data.get("id", "")), event="alert"
                         )

@@ -71,6 +71,30 @@ def test_topics_and_dry_run(classify_url: str, seed_article: dict) -> None:
     assert "title" in bad.text
 
 
+def test_dry_run_of_a_whole_page(classify_url: str, seed_article: dict) -> None:
+    """`html` instead of `body`, as ingest takes it: the page's main text is classified."""
+    paragraphs = "".join(f"<p>{p}</p>" for p in seed_article["body"].split("\n\n"))
+    page = (
+        "<html><head><title>S-400</title></head><body><nav><a href='/'>Home</a> | "
+        f"<a href='/w'>World</a></nav><article>{paragraphs}</article></body></html>"
+    )
+    answer = httpx.post(
+        f"{classify_url}/v1/classify", json={"title": seed_article["title"], "html": page}
+    )
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    assert {"air-defence-procurement", "arms-trade", "alliance-relations"} <= {
+        t["id"] for t in data["topics"]
+    }
+    spans = [e for t in data["topics"] for e in t["evidence"] if e["field"] == "body"]
+    assert spans and all(data["body"][e["start"] : e["end"]] == e["text"] for e in spans)
+
+    empty = httpx.post(
+        f"{classify_url}/v1/classify", json={"title": "t", "html": "<html><body></body></html>"}
+    )
+    assert empty.status_code == 422 and "html" in empty.text
+
+
 def test_accepted_articles_are_classified_onto_the_stream(
     classify_url: str, redis_url: str, seed_article: dict
 ) -> None:

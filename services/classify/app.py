@@ -7,6 +7,7 @@ SIGHUP; an invalid new file is refused and the running taxonomy stays in use.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -103,15 +104,30 @@ def create_app(settings: Settings) -> FastAPI:
         ``?explain=true`` adds ``details``: every topic a rule fired for (tagged or not),
         its score and threshold, each rule's contribution with its evidence, and dampers.
         """
-        if not submission.body:
-            raise HTTPException(422, detail=[{"field": "body", "message": "a body is needed"}])
-        result = holder.current.classify(submission.title, submission.body, explain=explain)
+        body = submission.body or ""
+        from_html = not body.strip() and bool(submission.html and submission.html.strip())
+        if from_html and submission.html:
+            # As ingest (and `topicwatch classify`) do: the page's main text, extracted.
+            from services.ingest.html import NoArticleText, extract_article
+
+            try:
+                page = await asyncio.to_thread(extract_article, submission.html, url=submission.url)
+            except NoArticleText as exc:
+                raise HTTPException(422, detail=[{"field": "html", "message": str(exc)}]) from None
+            body = page.text
+        if not body.strip():
+            raise HTTPException(
+                422, detail=[{"field": "body", "message": "a body (or html) is needed"}]
+            )
+        result = holder.current.classify(submission.title, body, explain=explain)
         answer: dict[str, Any] = {
             "id": submission.id,
             "taxonomy_version": result.taxonomy_version,
             "topics": [t.model_dump(mode="json") for t in result.topics],
             "entities": [e.model_dump(mode="json") for e in result.entities],
         }
+        if from_html:
+            answer["body"] = body  # what the evidence spans of field "body" point into
         if explain:
             answer["details"] = [
                 {

@@ -131,7 +131,15 @@ def test_all_invalid_is_422_naming_fields_and_recorded(settings, redis_client):
     assert response.status_code == 422
     fields = [d["field"] for d in response.json()["detail"]]
     assert fields == ["[0].title", "[1].title", "[2].url"]
-    assert len(rejections(redis_client, settings)) == 3
+    with running_ingest(settings) as url:
+        lines = httpx.post(
+            f"{url}/v1/articles",
+            content=b'{"title": "t"}\nnot json\n[1]\n',
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+    assert lines.status_code == 422
+    assert [d["field"] for d in lines.json()["detail"]] == ["[0].body", "[1]", "[2]"]
+    assert len(rejections(redis_client, settings)) == 6
     assert accepted(redis_client, settings) == []
 
 

@@ -88,6 +88,11 @@ def _items(body: bytes, ndjson: bool) -> list[_Item]:
     return items
 
 
+def _in_batch(index: int, field: str) -> str:
+    """``[2].published_at`` for a field of the third article; ``[2]`` for the article itself."""
+    return f"[{index}]" if field == "(body)" else f"[{index}].{field}"
+
+
 def build_router(pipeline: IngestPipeline) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["articles"])
 
@@ -148,7 +153,7 @@ def build_router(pipeline: IngestPipeline) -> APIRouter:
         if all(outcome.status == "rejected" for outcome in outcomes):
             detail = [
                 {
-                    "field": error.field if single else f"[{index}].{error.field}",
+                    "field": error.field if single else _in_batch(index, error.field),
                     "message": error.message,
                 }
                 for index, outcome in enumerate(outcomes)

@@ -98,7 +98,7 @@ def normalise_name(value: str) -> str:
 _INNER_JOINER = re.compile(r"(?<=[^\W_])[-/\u2010-\u2014](?=[^\W_])")
 
 
-def entity_names(entity: Entity) -> set[str]:
+def entity_names(entity: Entity) -> frozenset[str]:
     """Every normalised name an article's entity answers to.
 
     Its name and its id, the id also without the classifier's ``kind:`` prefix (the
@@ -106,12 +106,16 @@ def entity_names(entity: Entity) -> set[str]:
     ``{"kind": "country", "id": "TR"}``), each also with hyphenated words written solid, so
     ``S400`` finds "S-400" as the query language does.
     """
-    values = {entity.id, entity.name}
-    prefix = f"{entity.kind}:"
-    if entity.id.startswith(prefix):
-        values.add(entity.id[len(prefix) :])
-    values |= {_INNER_JOINER.sub("", v) for v in values}
-    return {name for v in values if (name := normalise_name(v))}
+    return _entity_names(entity.kind, entity.id, entity.name)
+
+
+@lru_cache(maxsize=65_536)  # the same entities (countries, NATO, S-400) recur in most articles
+def _entity_names(kind: str, ident: str, name: str) -> frozenset[str]:
+    values = {ident, name}
+    if ident.startswith(f"{kind}:"):
+        values.add(ident[len(kind) + 1 :])
+    values |= {_INNER_JOINER.sub("", v) for v in values if _INNER_JOINER.search(v)}
+    return frozenset(n for v in values if (n := normalise_name(v)))
 
 
 def language_code(value: str | None) -> str | None:

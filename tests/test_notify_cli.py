@@ -22,6 +22,7 @@ from services.notify.channels.base import DeliveryOutcome
 from services.notify.delivery import DeliveryMetrics, DeliveryWorker, InFlight
 from services.notify.retry import RetryPolicy
 from services.notify.store import SubscriptionStore
+from services.notify.subscriptions import Subscription, SubscriptionCreate
 from tests.notify_receiver import Receiver, serve
 from tests.test_notify_api import publish
 
@@ -106,20 +107,31 @@ def test_tail_refuses_a_wrong_token(notify: str, capsys: pytest.CaptureFixture) 
     assert "401" in capsys.readouterr().err
 
 
-async def _dead_letter_one(redis_url: str) -> str:
+async def _dead_letter_one(
+    redis_url: str, alert_id: str = "alt_deadbeef", *, subscribed: bool = True
+) -> str:
+    """A dead-lettered alert of subscription ``sub_cli`` (a webhook; deleted unless
+    ``subscribed``)."""
     client = aioredis.Redis.from_url(redis_url)
     names = StreamNames()
+    store = SubscriptionStore(client, names)
     worker = DeliveryWorker(
         client,
         names,
-        SubscriptionStore(client, names),
+        store,
         {},
         RetryPolicy(),
         DeliveryMetrics(CollectorRegistry()),
     )
+    if subscribed:
+        create = SubscriptionCreate(name="desk", webhook_url="https://hooks.example.org/tw")
+        sub = Subscription.create(create, now=worker.now())
+        await store.put(sub.model_copy(update={"id": "sub_cli"}))
+    else:
+        await store.delete("sub_cli")
     alert = Alert(
-        id="alt_deadbeef",
-        subscription_id="sub_gone",
+        id=alert_id,
+        subscription_id="sub_cli",
         article=AlertArticle(id="art_1", title="Lost story"),
         topics=[AlertTopic(id="cyber", score=0.7)],
     )
@@ -146,9 +158,33 @@ def test_dead_letters_list_and_replay(env: None, redis_url: str, capsys) -> None
     client = redis_sync.Redis.from_url(redis_url, decode_responses=True)
     keys = AlertKeys(StreamNames())
     assert client.xlen(StreamNames().alerts_dead) == 0
-    assert client.lrange(keys.queue("sub_gone"), 0, -1)[0].startswith(alert_id)
-    assert client.zscore(keys.due, "sub_gone") is not None
+    assert client.lrange(keys.queue("sub_cli"), 0, -1)[0].startswith(alert_id)
+    assert client.zscore(keys.due, "sub_cli") is not None
     client.close()
+
+
+def test_dead_letters_of_a_deleted_subscription_are_not_replayed(
+    env: None, redis_url: str, capsys
+) -> None:
+    """Queuing them would only dead-letter them again (without their attempt log): the
+    replay says why and leaves them where they are; so does the API's redeliver."""
+    alert_id = asyncio.run(_dead_letter_one(redis_url, "alt_orphan", subscribed=False))
+    assert main(["dead-letters", "replay", alert_id]) == 1
+    assert "its subscription was deleted" in capsys.readouterr().err
+    assert main(["dead-letters", "replay", "--all"]) == 1
+    client = redis_sync.Redis.from_url(redis_url, decode_responses=True)
+    assert client.xlen(StreamNames().alerts_dead) == 1
+    assert not client.exists(AlertKeys(StreamNames()).queue("sub_cli"))
+    client.close()
+    assert main(["dead-letters", "list"]) == 0
+    assert "HTTP 400: nope" in capsys.readouterr().out  # its attempts are still there
+
+    settings = Settings(redis_url=redis_url, api_keys=KEY, read_block_ms=50)
+    with serve(settings) as url:
+        answer = httpx.post(
+            f"{url}/v1/alerts/{alert_id}/redeliver", headers={"Authorization": f"Bearer {KEY}"}
+        )
+    assert answer.status_code == 409 and "subscription was deleted" in answer.text
 
 
 def test_bench_delivery_prints_its_figures() -> None:

@@ -31,7 +31,7 @@ from services.common.settings import Settings
 from services.common.ssrf import ResolutionError, UnsafeURLError, check_webhook_url
 from services.common.streams import DATA_FIELD
 from services.notify.alerts import AlertKeys
-from services.notify.delivery import DeliveryWorker
+from services.notify.delivery import DeliveryWorker, NotRedeliverable
 from services.notify.signing import generate_secret
 from services.notify.store import SubscriptionStore
 from services.notify.subscriptions import (
@@ -363,8 +363,12 @@ def build_router(
     )
     async def redeliver(alert_id: str) -> dict[str, Any]:
         """Queue an alert again (e.g. after a dead letter), with a fresh retry budget."""
-        if not await worker.redeliver(alert_id):
-            raise HTTPException(404, detail=f"no alert {alert_id}")
+        try:
+            if not await worker.redeliver(alert_id):
+                raise HTTPException(404, detail=f"no alert {alert_id}")
+        except NotRedeliverable as exc:
+            detail = f"{alert_id} cannot be delivered: {exc.reason}"
+            raise HTTPException(409, detail=detail) from None
         return {"id": alert_id, "status": "queued"}
 
     return router

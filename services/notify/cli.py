@@ -311,12 +311,17 @@ def cmd_dead_replay(args: argparse.Namespace) -> int:
                     print(
                         f"topicwatch: {alert_id} is not in the dead-letter stream", file=sys.stderr
                     )
-            queued = await replay_dead_letters(worker, records)
+            refused: dict[str, str] = {}
+            queued = await replay_dead_letters(worker, records, refused)
         finally:
             await client.aclose()
         for alert_id in queued:
             print(f"queued {alert_id}")
+        for alert_id, reason in refused.items():
+            print(f"topicwatch: {alert_id} not replayed: {reason}", file=sys.stderr)
         print(f"{len(queued)} alert(s) queued for delivery again")
+        if refused:
+            return 1
         return 0 if args.all or len(queued) == len(set(args.alert_ids)) else 1
 
     return asyncio.run(run())

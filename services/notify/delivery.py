@@ -476,17 +476,23 @@ class DeliveryWorker:
         """Queue an existing alert again (after a fix), with a fresh retry budget.
 
         ``restore`` re-creates the alert record from a dead letter when it has expired.
-        Its dead-letter entry, if any, is removed: it is no longer dead.
+        Its dead-letter entry, if any, is removed: it is no longer dead. False when there is
+        no such alert; :class:`NotRedeliverable` when its subscription has nowhere to send it
+        (queuing it would only dead-letter it again, without its attempt log).
         """
         alert = await self._alert(alert_id)
-        if alert is None and restore is not None:
-            await self.client.set(
-                self.keys.alert(alert_id), restore.model_dump_json(), ex=ALERT_TTL_SECONDS, nx=True
-            )
-            alert = restore
+        expired = alert is None
+        alert = alert or restore
         if alert is None:
             return False
         sid = alert.subscription_id
+        why = undeliverable_reason(await self.store.get(sid))
+        if why:
+            raise NotRedeliverable(why)
+        if expired:
+            await self.client.set(
+                self.keys.alert(alert_id), alert.model_dump_json(), ex=ALERT_TTL_SECONDS, nx=True
+            )
         now = self.now()
         dead_entry = await self.client.get(self.keys.dead_entry(alert_id))
         async with self.client.pipeline(transaction=True) as pipe:
@@ -502,6 +508,28 @@ class DeliveryWorker:
     async def _alert(self, alert_id: str) -> Alert | None:
         raw = await self.client.get(self.keys.alert(alert_id))
         return Alert.model_validate_json(raw) if raw else None
+
+
+class NotRedeliverable(Exception):
+    """The alert exists but its subscription has nowhere to deliver it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def undeliverable_reason(subscription: Subscription | None) -> str | None:
+    """Why alerts of this subscription cannot be sent now, or None when they can."""
+    if subscription is None:
+        return "its subscription was deleted"
+    if subscription.disabled:
+        return (
+            f"its subscription is disabled ({subscription.disabled_reason or 'by its owner'});"
+            ' fix the endpoint, then PATCH {"disabled": false} first'
+        )
+    if destination_of(subscription) is None:
+        return "its subscription has no webhook or e-mail (history and live stream only)"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,12 +559,20 @@ async def list_dead_letters(
 async def replay_dead_letters(
     worker: DeliveryWorker,
     records: Sequence[DeadLetterRecord],
+    refused: dict[str, str] | None = None,
 ) -> list[str]:
-    """Queue the dead-lettered alerts again; returns the alert ids queued."""
+    """Queue the dead-lettered alerts again; returns the alert ids queued. Alerts whose
+    subscription has nowhere to send them stay dead, with the reason in ``refused``."""
     queued = []
     for record in records:
         alert = record.alert
-        if await worker.redeliver(alert.id, restore=alert):
+        try:
+            requeued = await worker.redeliver(alert.id, restore=alert)
+        except NotRedeliverable as exc:
+            if refused is not None:
+                refused[alert.id] = exc.reason
+            continue
+        if requeued:
             # The entry may predate the dead-entry pointer (or it was overwritten): drop it too.
             await worker.client.xdel(worker.names.alerts_dead, record.entry_id)
             queued.append(alert.id)

@@ -31,6 +31,18 @@ def test_designations_match_with_hyphen_space_or_joined() -> None:
     assert [t for label, t in found if label == "pac 3"] == ["PAC3", "PAC-3"]
 
 
+def test_a_designation_in_the_plural_is_the_designation() -> None:
+    text = "Turkey's S-400s, two S400s, the F-35s and PAC-3s; not 400s alone."
+    found = matches(["S-400", "F-35", "PAC-3"], text)
+    assert found == [
+        ("s 400", "S-400s"),
+        ("s 400", "S400s"),
+        ("f 35", "F-35s"),
+        ("pac 3", "PAC-3s"),
+    ]
+    assert matches(["Patriot", "Arrow"], "Patriots and arrows") == []  # words stay words
+
+
 def test_possessive_s_is_not_a_token() -> None:
     """'Turkey's 400 troops' must not read as 'S 400'."""
     assert matches(["S-400"], "Turkey's 400 troops and Iran’s 400 drones") == []
@@ -77,7 +89,7 @@ def test_equivalent_patterns_share_one_atom() -> None:
 
 
 def test_keys_are_whole_words() -> None:
-    assert pattern_keys("S-400") == [" s 400 ", " s400 "]
+    assert pattern_keys("S-400") == [" s 400 ", " s 400s ", " s400 ", " s400s "]
     assert all(k.startswith(" ") and not k.endswith(" ") for k in pattern_keys("procur*"))
 
 

@@ -249,6 +249,10 @@ def pattern_keys(pattern: str) -> list[str]:
                 for i in range(1, len(parts)):
                     buf += ("" if (i - 1) in chosen else " ") + parts[i]
                 phrases.add(buf)
+    # A designation's plural is its designation: "S-400s", "F-35s", "PAC-3s" (text folds
+    # "S-400s" to "s 400s", whose last token no designation key would otherwise match).
+    if not prefix:
+        phrases |= {phrase + "s" for phrase in phrases if phrase[-1].isdigit()}
     # Punctuation inside the pattern ("David's Sling", "Workers' Party") folds to runs of
     # spaces in text just as in the pattern itself: match that spelling too.
     raw = fold(pattern.rstrip().rstrip("*")).strip()

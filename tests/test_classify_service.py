@@ -12,7 +12,8 @@ import pytest
 import redis as redis_sync
 
 from services.classify.app import create_app
-from services.classify.taxonomy import DATA_DIR
+from services.classify.reload import _snapshot
+from services.classify.taxonomy import DATA_DIR, DEFAULT_TAXONOMY
 from services.common.models import Article, ClassifiedArticle, content_hash_for
 from services.common.settings import Settings
 from services.common.streams import DATA_FIELD, StreamNames, encode
@@ -198,3 +199,10 @@ def test_sighup_reloads_the_taxonomy_of_a_running_service(
         assert "Bad Id" in proc.output()  # the refusal is logged with what was wrong
     finally:
         proc.stop()
+
+
+def test_the_packaged_default_taxonomy_is_watched_too() -> None:
+    """No TOPICWATCH_TAXONOMY_PATH: edits to the packaged files (`make up`) still reload."""
+    watched = set(_snapshot(None))
+    assert str(DEFAULT_TAXONOMY) in watched
+    assert str(DATA_DIR / "gazetteers" / "systems.yaml") in watched

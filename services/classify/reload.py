@@ -21,12 +21,16 @@ log = logging.getLogger(__name__)
 
 
 def _snapshot(path: Path | None) -> dict[str, int]:
-    """Modification times of every file that makes up the taxonomy at ``path``."""
-    if path is None:
-        return {}
+    """Modification times of every file that makes up the taxonomy at ``path``.
+
+    ``None`` is the packaged default, watched too: with `make up` (an editable install) an
+    analyst edits ``services/classify/data/taxonomy.yaml`` itself.
+    """
     # A taxonomy file is watched together with the gazetteer files it names; a folder whole.
     files = (
-        source_paths(path) if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        source_paths(path)
+        if path is None or path.is_file()
+        else sorted(p for p in path.rglob("*") if p.is_file())
     )
     out = {}
     for file in files:

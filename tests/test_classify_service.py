@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 from collections.abc import Iterator
@@ -40,6 +41,15 @@ def classify_url(redis_url: str, tmp_path: Path, taxonomy_dir: Path) -> Iterator
     )
     with serving(create_app(settings)) as url:
         yield url
+
+
+def test_classify_announces_its_topics_for_notify(classify_url: str, redis_url: str) -> None:
+    client = redis_sync.Redis.from_url(redis_url)
+    raw = wait_for(lambda: client.get(StreamNames().taxonomy))
+    announced = json.loads(raw)
+    listing = httpx.get(f"{classify_url}/v1/topics").json()
+    assert announced["version"] == listing["taxonomy_version"]
+    assert announced["topics"] == [t["id"] for t in listing["topics"]]
 
 
 def test_topics_and_dry_run(classify_url: str, seed_article: dict) -> None:

@@ -394,3 +394,30 @@ def test_digest_waiting_alert_goes_out_with_the_outlets_found_meanwhile(
         data = request.json()["data"]
         assert data["alert_id"] == alert_id
         assert [a["source"] for a in data["also_reported_by"]] == ["othernews"]
+
+
+def test_unknown_topics_are_refused_once_classify_has_announced_its_taxonomy(
+    notify: str, redis_client: redis_sync.Redis
+) -> None:
+    body = {"name": "typo", "topics": ["air-defense-procurment"]}
+    # Before classify ever ran there is nothing to check against: accepted.
+    assert httpx.post(f"{notify}/v1/subscriptions", json=body, headers=AUTH).status_code == 201
+    redis_client.set(
+        StreamNames().taxonomy,
+        json.dumps({"version": "t1", "topics": ["air-defence-procurement", "cyber"]}),
+    )
+    refused = httpx.post(f"{notify}/v1/subscriptions", json=body, headers=AUTH)
+    assert refused.status_code == 422
+    [error] = refused.json()["detail"]
+    assert error["field"] == "topics"
+    assert "air-defense-procurment" in error["message"]
+    assert "air-defence-procurement" in error["message"]  # the known ids are listed
+    ok = {"name": "fine", "topics": ["cyber"]}
+    created = httpx.post(f"{notify}/v1/subscriptions", json=ok, headers=AUTH)
+    assert created.status_code == 201
+    patched = httpx.patch(
+        f"{notify}/v1/subscriptions/{created.json()['id']}",
+        json={"topics": ["cyber", "nope"]},
+        headers=AUTH,
+    )
+    assert patched.status_code == 422

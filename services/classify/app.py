@@ -8,6 +8,7 @@ SIGHUP; an invalid new file is refused and the running taxonomy stays in use.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -90,6 +91,20 @@ def create_app(settings: Settings) -> FastAPI:
 
     consumer = runtime.consume(runtime.names.accepted, GROUP_CLASSIFY, handle_entries)
     runtime.run_in_background("taxonomy-reload", holder.watch)
+
+    async def announce_taxonomy() -> None:
+        """Keep ``{prefix}:taxonomy`` naming the topics in use, so notify can refuse typos."""
+        announced = None
+        while True:
+            clf = holder.current
+            if clf.version != announced:
+                ids = [str(t["id"]) for t in clf.topics_summary()]
+                doc = json.dumps({"version": clf.version, "topics": ids})
+                await runtime.redis.set(runtime.names.taxonomy, doc)
+                announced = clf.version
+            await asyncio.sleep(1.0)
+
+    runtime.run_in_background("taxonomy-announce", announce_taxonomy)
 
     @runtime.http.get("/v1/topics", tags=["topics"])
     async def topics() -> dict[str, Any]:

@@ -51,6 +51,11 @@ class StreamNames:
         """Stream entries a service failed to process ``max_deliveries`` times."""
         return f"{self.prefix}:dead-letters"
 
+    @property
+    def taxonomy(self) -> str:
+        """Key where classify announces the taxonomy in use: JSON {version, topics: [ids]}."""
+        return f"{self.prefix}:taxonomy"
+
     def key(self, *parts: str) -> str:
         """A non-stream key under the same prefix (dedup sets, subscriptions, ...)."""
         return ":".join((self.prefix, *parts))

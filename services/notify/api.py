@@ -161,6 +161,25 @@ def build_router(
         except ResolutionError as exc:
             raise _field_error("webhook_url", str(exc)) from None
 
+    async def check_topics(topics: list[str] | None) -> None:
+        """Refuse topic ids the classifier does not know (a typo would mean: never alerted).
+
+        Classify announces its taxonomy in Redis; before it has ever run there is nothing to
+        check against, and any id is accepted.
+        """
+        if not topics:
+            return
+        raw = await worker.client.get(worker.names.taxonomy)
+        if not raw:
+            return
+        known = set(json.loads(raw).get("topics", []))
+        unknown = [t for t in topics if t not in known]
+        if unknown:
+            raise _field_error(
+                "topics",
+                f"unknown topic(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+            )
+
     def check_one_channel(subscription: Subscription) -> None:
         if subscription.webhook_url and subscription.email:
             raise _field_error("email", "give webhook_url or email, not both")
@@ -194,6 +213,7 @@ def build_router(
     async def create(body: SubscriptionCreate) -> dict[str, Any]:
         """Subscribe. The answer carries the webhook secret and read token, shown this once."""
         await check_url(body.webhook_url)
+        await check_topics(body.topics)
         subscription = Subscription.create(body, now=now())
         check_one_channel(subscription)
         await store.put(subscription)
@@ -221,6 +241,8 @@ def build_router(
         current = await get_or_404(subscription_id)
         if "webhook_url" in body.model_fields_set:
             await check_url(body.webhook_url)
+        if "topics" in body.model_fields_set:
+            await check_topics(body.topics)
         try:
             changed = current.apply(body, now=now())
         except ValidationError as exc:  # the merged whole is invalid (e.g. digest, no interval)

@@ -403,3 +403,25 @@ def test_any_input_parses_or_raises_query_error(text: str) -> None:
         assert "^" in str(err)
     else:
         assert parse(query.canonical()).root == query.root
+
+
+@pytest.mark.parametrize(
+    ("query", "column", "says"),
+    [
+        ("tur*", 3, "wildcards"),
+        ('"S-400" Turk?y', 12, "wildcards"),
+        ("title:turkey", 0, "field searches"),
+        ("S-400 site:reuters.com", 6, "field searches"),
+    ],
+)
+def test_search_engine_habits_are_refused_not_reinterpreted(
+    query: str, column: int, says: str
+) -> None:
+    with pytest.raises(QueryError) as caught:
+        parse(query)
+    assert says in str(caught.value)
+    assert caught.value.position == column
+
+
+def test_colons_and_times_inside_words_are_still_words() -> None:
+    assert parse("10:30 briefing").matches_text("", "At 10:30 the briefing began")

@@ -479,6 +479,30 @@ class _Tok:
     words: tuple[str, ...] = ()
 
 
+#: Search-engine operators people type out of habit; refused rather than silently read as words.
+_FIELD_OPERATOR = re.compile(
+    r"^(title|body|text|source|site|url|inurl|intitle|intext|author|lang|language):", re.I
+)
+
+
+def _refuse_unsupported(text: str, query: str, pos: int) -> None:
+    """``tur*`` would otherwise match only the word "tur", ``title:x`` the phrase "title x"."""
+    for wildcard in "*?":
+        if wildcard in text:
+            raise QueryError(
+                f"wildcards ({wildcard}) are not supported: write the words out, joined by OR",
+                query,
+                pos + text.index(wildcard),
+            )
+    if _FIELD_OPERATOR.match(text):
+        raise QueryError(
+            "field searches (title:, site:, ...) are not supported: a query looks at the "
+            "title and body; use the sources and languages filters for the rest",
+            query,
+            pos,
+        )
+
+
 def _lex(query: str) -> Iterator[_Tok]:
     i, n = 0, len(query)
     while i < n:
@@ -510,6 +534,7 @@ def _lex(query: str) -> Iterator[_Tok]:
             while end < n and not query[end].isspace() and query[end] not in _SPECIAL:
                 end += 1
             text = query[i:end]
+            _refuse_unsupported(text, query, i)
             if text in ("AND", "OR", "NOT"):
                 yield _Tok(text, i, text)  # type: ignore[arg-type]
             else:

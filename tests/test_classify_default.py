@@ -232,3 +232,30 @@ def test_any_text_classifies_with_exact_evidence_spans(
             for ev in firing.evidence:
                 source = title if ev.field == "title" else body
                 assert source[ev.start : ev.end] == ev.text
+
+
+@pytest.mark.parametrize(
+    ("title", "body"),
+    [
+        (
+            "Ukraine to get more NASAMS from Norway",
+            "Ukraine will receive two more NASAMS batteries from Norway, the ministry said.",
+        ),
+        (
+            "Poland's Wisla programme moves on",
+            "Poland took delivery of the first Patriot fire units under Wisla on Tuesday.",
+        ),
+        (
+            "Turkey activates its S-400s",
+            "Ankara bought the S-400s from Russia in 2017 and has now activated them.",
+        ),
+    ],
+)
+def test_one_sentence_briefs_are_tagged(clf: Classifier, title: str, body: str) -> None:
+    """A wire brief has no passing mentions: its single sentence is the story."""
+    assert "air-defence-procurement" in {t.id for t in clf.classify(title, body).topics}
+
+
+def test_a_sports_brief_stays_untagged(clf: Classifier) -> None:
+    body = "The New England Patriots defence held firm in a 24-10 win over the Jets."
+    assert clf.classify("Patriots beat Jets", body).topics == []

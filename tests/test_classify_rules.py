@@ -236,6 +236,27 @@ def test_dampers_and_thresholds(tmp_path: Path) -> None:
     assert details["strict"].tagged is False
 
 
+def test_brief_body_weighs_like_a_headline(tmp_path: Path) -> None:
+    topics = """
+    - id: t
+      name: T
+      rules:
+        - id: r
+          weight: 0.45
+          any: [missile]
+    """
+    clf = make(tmp_path, topics, "title_boost: 1.3\nbrief_sentences: 2\n")
+    # One or two story sentences: the mention is the story (0.45 x 1.3).
+    assert score(clf, "A missile was seen.") == {"t": 0.585}
+    assert score(clf, "A missile was seen. Officials said so.") == {"t": 0.585}
+    # A longer article: one body sentence is a passing mention, below even odds.
+    assert score(clf, "A missile was seen. Officials said so. Nothing else happened.") == {}
+    # Off by default.
+    (tmp_path / "plain").mkdir()
+    plain = make(tmp_path / "plain", topics)
+    assert score(plain, "A missile was seen.") == {}
+
+
 def test_evidence_spans_point_at_the_text(tmp_path: Path) -> None:
     clf = make(tmp_path, AD_DEAL)
     title = "Ankara: deliveries of the S-400 begin"

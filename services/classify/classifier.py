@@ -196,6 +196,11 @@ class Classifier:
                 else:
                     lst.append(hit)
         ctx = _Context(norm, text, body_start, first_body)
+        # A brief (one or two sentences of story) has no "passing mention": its lead sentence
+        # is as central as a headline, so body evidence counts as title evidence there.
+        # (sentence_ends holds the ends of all sentences but the last.)
+        story = len(lay.sentence_ends) + 1 - first_body - sum(1 for s in chrome if s >= first_body)
+        ctx.brief = 0 < story <= tax.brief_sentences
 
         # Exclusion phrases: their spans shadow any other hit they overlap.
         excl_spans: dict[int, list[tuple[int, int]]] = {}
@@ -458,7 +463,7 @@ class Classifier:
                 continue
             boosted = min(0.99, rule.weight * tax.title_boost)
             for sid, in_title, _ in firings:
-                w = boosted if in_title else rule.weight
+                w = boosted if in_title or ctx.brief else rule.weight
                 current = best.get(sid)
                 if current is None or w > current[0]:
                     best[sid] = (w, ri)
@@ -555,13 +560,23 @@ def _first_by_sentence(hits: list[_H]) -> dict[int, _H]:
 class _Context:
     """Per-article lookups that are computed lazily: word indexes and original spans."""
 
-    __slots__ = ("_evidence", "_sentences", "_words", "body_start", "first_body", "norm", "text")
+    __slots__ = (
+        "_evidence",
+        "_sentences",
+        "_words",
+        "body_start",
+        "brief",
+        "first_body",
+        "norm",
+        "text",
+    )
 
     def __init__(self, norm: NormalisedText, text: str, body_start: int, first_body: int) -> None:
         self.norm = norm
         self.text = text
         self.first_body = first_body
         self.body_start = body_start
+        self.brief = False
         self._words: dict[int, int] = {}
         # Many topics cite the same words under the same rule name (watch lists built from
         # one template): build each Evidence once.

@@ -189,6 +189,7 @@ class TaxonomySpec(_Spec):
     default_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     title_boost: float = Field(default=1.3, ge=1.0, le=3.0)
     repeat_decay: float = Field(default=0.5, ge=0.0, le=1.0)
+    brief_sentences: int = Field(default=0, ge=0, le=10)
     gazetteers: list[str] = Field(default_factory=list)
     lexicons: dict[str, Items] = Field(default_factory=dict)
     exclude: Items = Field(default_factory=list)
@@ -318,6 +319,7 @@ class Taxonomy:
     files: tuple[str, ...]
     title_boost: float
     repeat_decay: float
+    brief_sentences: int
     matcher: PatternMatcher
     entries: list[Entry]
     groups: list[Group]
@@ -706,6 +708,7 @@ def compile_taxonomy(main: SourceFile, read: Callable[[str], SourceFile]) -> Tax
         files=tuple(s.name for s in sources),
         title_boost=spec.title_boost,
         repeat_decay=spec.repeat_decay,
+        brief_sentences=spec.brief_sentences,
         matcher=compiler.matcher,
         entries=compiler.entries,
         groups=compiler.groups,

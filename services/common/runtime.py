@@ -68,6 +68,7 @@ class Runtime:
         self.consumers: list[StreamConsumer] = []
         self.background: list[tuple[str, BackgroundTask]] = []
         self.shutdown_hooks: list[BackgroundTask] = []
+        self.startup_hooks: list[BackgroundTask] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.dead_letters_total = Counter(
             "topicwatch_dead_letters_total",
@@ -121,6 +122,10 @@ class Runtime:
         """A coroutine that runs for the life of the process (feed poller, delivery loop...)."""
         self.background.append((name, task))
 
+    def on_startup(self, hook: BackgroundTask) -> None:
+        """Run ``hook`` before consuming starts (and before /healthz answers 200)."""
+        self.startup_hooks.append(hook)
+
     def on_shutdown(self, hook: BackgroundTask) -> None:
         """Run ``hook`` when the process stops (close clients, flush state)."""
         self.shutdown_hooks.append(hook)
@@ -128,6 +133,8 @@ class Runtime:
     # --- lifecycle -------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        for hook in self.startup_hooks:
+            await hook()
         await ensure_groups(self.redis, [(c.stream, c.group) for c in self.consumers])
         await self.broker.start()
         self._tasks = [

@@ -1,4 +1,4 @@
-"""`topicwatch bench pipeline` runs the whole pipe at a small size (figures printed, not asserted)."""
+"""`topicwatch bench pipeline` runs the whole pipe at a small size (figures are not asserted)."""
 
 from __future__ import annotations
 

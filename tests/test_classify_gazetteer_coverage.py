@@ -4,7 +4,7 @@ Each positive names a system or a state only through an alias the gazetteers did
 before (Sayyad-3, Narew, Siper, Tamir, Vityaz, Mamba, Shingung, Javelins/NLAWs, Ghanaian,
 bare Taurus and Abrams); each negative is a confusable use of an ambiguous alias (Mistral the
 AI company, a gepard at the zoo, Starstreak the racehorse, asters, the Ford Taurus, Hisar the
-city in Haryana).
+city in Haryana, Amazon's HQ2, which is not the HQ-2 missile).
 """
 
 from __future__ import annotations
@@ -162,6 +162,12 @@ NEGATIVES = [
         "The Hisar municipal corporation bought 40 electric buses for the city, officials "
         "in Haryana said. The supplier will deliver the last buses in March.",
         id="hisar-city",
+    ),
+    pytest.param(
+        "Amazon signs deal for HQ2 office towers",
+        "Amazon signed a deal to buy two more office towers for HQ2 in Arlington, the company "
+        "said. The first staff moved in last year.",
+        id="amazon-hq2",
     ),
 ]
 

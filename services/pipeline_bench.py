@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import redis
 
+from services.common.http import wait_healthy
 from services.common.redis_server import RedisServer, free_port
 from services.common.streams import DATA_FIELD, StreamNames
 
@@ -149,8 +150,8 @@ def run(latency_samples: int, burst: int) -> dict[str, float]:
         client = redis.Redis.from_url(server.url)
         names = StreamNames()
         try:
-            for service, port in ports.items():
-                _wait_healthy(f"http://127.0.0.1:{port}", service)
+            for port in ports.values():
+                wait_healthy(f"http://127.0.0.1:{port}")
             httpx.post(
                 f"http://127.0.0.1:{ports['notify']}/v1/subscriptions",
                 json={
@@ -201,18 +202,6 @@ def run(latency_samples: int, burst: int) -> dict[str, float]:
         "alerted_per_s": burst / (delivered_at - started),
         "baseline_per_s": baseline,
     }
-
-
-def _wait_healthy(url: str, service: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{service} did not become healthy")
 
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
+from services.common.http import wait_healthy
 from services.common.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,18 +39,10 @@ class ServiceProcess:
         return self
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.service} exited:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.service} not healthy in {timeout}s:\n{self.output()}")
+        try:
+            wait_healthy(self.url, timeout, alive=lambda: self.process.poll() is None)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{self.service}: {exc}\n{self.output()}") from None
 
     def output(self) -> str:
         self.log.flush()

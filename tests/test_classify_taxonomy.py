@@ -19,6 +19,7 @@ from services.classify.taxonomy import (
     load_taxonomy,
     source_paths,
 )
+from services.common.models import DEFAULT_TOPIC_IDS
 
 GOOD_GAZ = """
 kind: organisation
@@ -153,6 +154,7 @@ def test_default_taxonomy_has_the_eleven_topics() -> None:
         "terrorism",
     ]
     assert all(t["description"] for t in clf.topics_summary())
+    assert tuple(t["id"] for t in clf.topics_summary()) == DEFAULT_TOPIC_IDS
     assert len(source_paths(DEFAULT_TAXONOMY)) == 5
 
 

@@ -13,22 +13,11 @@ from pathlib import Path
 import httpx
 import redis
 
+from services.common.http import wait_healthy
 from services.common.redis_server import free_port
 from tests.procs import ROOT
 
 pytestmark = __import__("pytest").mark.e2e
-
-
-def wait_healthy(url: str, timeout: float = 40.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(url)
 
 
 def port_open(port: int) -> bool:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,6 +20,28 @@ if TYPE_CHECKING:
 
 #: Non-ingest services take small JSON bodies only.
 SMALL_BODY_LIMIT = 1024 * 1024
+
+
+def is_healthy(base_url: str) -> bool:
+    """True when a topicwatch service at ``base_url`` answers ``/healthz`` with 200."""
+    try:
+        return httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_healthy(
+    base_url: str, timeout: float = 60.0, alive: Callable[[], bool] = lambda: True
+) -> None:
+    """Block until the service is healthy; ``alive`` lets a caller stop early if it died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"{base_url}: the service exited before it was healthy")
+        if is_healthy(base_url):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"{base_url} not healthy within {timeout:g}s")
 
 
 def require_api_key(request: Request) -> None:

@@ -48,6 +48,22 @@ def _flat_metadata_value(value: Any) -> Any:
 
 MetadataValue = Annotated[str | int | float | bool | None, BeforeValidator(_flat_metadata_value)]
 
+#: The default taxonomy's topic ids: a contract (subscriptions, dashboards and alert rules name
+#: them), so they are fixed here and the shipped taxonomy is tested against them.
+DEFAULT_TOPIC_IDS: tuple[str, ...] = (
+    "air-defence-procurement",
+    "arms-trade",
+    "missile-test",
+    "sanctions",
+    "nuclear",
+    "military-exercise",
+    "cyber",
+    "alliance-relations",
+    "chemical-biological",
+    "space-security",
+    "terrorism",
+)
+
 _DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.models import (
+    DEFAULT_TOPIC_IDS,
     Article,
     ClassifiedArticle,
     Entity,
@@ -47,19 +48,7 @@ from services.notify.subscriptions import PreparedArticle, Subscription
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 
-TOPICS = (
-    "air-defence-procurement",
-    "arms-trade",
-    "missile-test",
-    "sanctions",
-    "nuclear",
-    "military-exercise",
-    "cyber",
-    "alliance-relations",
-    "chemical-biological",
-    "space-security",
-    "terrorism",
-)
+TOPICS = DEFAULT_TOPIC_IDS
 
 SYSTEMS = """Patriot S-400 S-300 S-500 THAAD NASAMS IRIS-T SAMP/T Aster Iron-Dome David's-Sling
 Arrow-3 Pantsir Tor-M2 Buk-M3 HQ-9 KN-23 Hwasong-17 Kinzhal Iskander Sarmat Zircon Kalibr

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from services import __version__
 from services.common.consumer import BatchHandler, StreamConsumer, consumer_name, ensure_groups
 from services.common.http import add_health_and_metrics, add_request_limits
+from services.common.retention import trim_consumed
 from services.common.settings import Settings
 from services.common.streams import StreamNames
 
@@ -83,6 +84,12 @@ class Runtime:
             "topicwatch_stream_pending",
             "Entries delivered to a consumer group but not yet acknowledged.",
             ["stream", "group"],
+            registry=self.registry,
+        )
+        self.trimmed_total = Counter(
+            "topicwatch_stream_trimmed_total",
+            "Consumed entries removed from a stream by retention.",
+            ["stream"],
             registry=self.registry,
         )
         self.stream_lag = Gauge(
@@ -188,6 +195,16 @@ class Runtime:
                 return
             with contextlib.suppress(Exception):
                 await self.refresh_stream_gauges()
+            if self.settings.stream_retention:
+                with contextlib.suppress(Exception):
+                    await self.apply_retention(self.settings.stream_retention)
+
+    async def apply_retention(self, keep: int) -> None:
+        """Trim each consumed stream to ``keep`` entries, never below what a group needs."""
+        for consumer in self.consumers:
+            removed = await trim_consumed(self.redis, consumer.stream, keep)
+            if removed:
+                self.trimmed_total.labels(consumer.stream).inc(removed)
 
     async def refresh_stream_gauges(self) -> None:
         """Length, pending and lag of every consumed stream (lag computed on Redis 6.2 too)."""

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     reclaim_idle_ms: int = Field(
         default=30_000, ge=100, description="Pending this long, an entry is claimed again."
     )
+    stream_retention: int | None = Field(
+        default=None,
+        ge=1,
+        description="Keep about this many newest entries of each consumed stream; older ones "
+        "are trimmed only once every consumer group is done with them. Unset: keep all.",
+    )
     max_deliveries: int = Field(
         default=5, ge=1, description="Deliveries of one entry before it is dead-lettered."
     )

@@ -134,6 +134,11 @@ class Settings(BaseSettings):
             raise ValueError("delays must be >= 0 seconds")
         return value
 
+    def api_headers(self) -> dict[str, str]:
+        """What a CLI client sends to a write endpoint: the first configured key, if any."""
+        keys = sorted(self.api_key_values())
+        return {"Authorization": f"Bearer {keys[0]}"} if keys else {}
+
     def api_key_values(self) -> frozenset[str]:
         """The configured API keys as plain strings (kept secret everywhere else)."""
         return frozenset(key.get_secret_value() for key in self.api_keys)

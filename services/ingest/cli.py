@@ -102,11 +102,7 @@ def _add_url(parser: argparse.ArgumentParser) -> None:
 
 def _client(args: argparse.Namespace, settings: Settings, timeout: float = 60.0) -> httpx.Client:
     base = args.url or f"http://{settings.host}:{settings.ingest_port}"
-    headers = {}
-    keys = sorted(settings.api_key_values())
-    if keys:
-        headers["Authorization"] = f"Bearer {keys[0]}"
-    return httpx.Client(base_url=base, headers=headers, timeout=timeout)
+    return httpx.Client(base_url=base, headers=settings.api_headers(), timeout=timeout)
 
 
 def _fail(response: httpx.Response) -> int:
@@ -131,6 +127,17 @@ def _fail(response: httpx.Response) -> int:
 def _unreachable(client: httpx.Client, exc: Exception) -> int:
     print(f"topicwatch: cannot reach ingest at {client.base_url}: {exc}", file=sys.stderr)
     return 2
+
+
+def _call(
+    args: argparse.Namespace, method: str, path: str, *, timeout: float = 60.0, **kwargs: Any
+) -> httpx.Response | int:
+    """One request to ingest's API; an int is the exit status when ingest cannot be reached."""
+    with _client(args, load_settings(), timeout=timeout) as client:
+        try:
+            return client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            return _unreachable(client, exc)
 
 
 # --- publish ------------------------------------------------------------------------------
@@ -282,12 +289,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_rejected_list(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    with _client(args, settings) as client:
-        try:
-            response = client.get("/v1/rejected", params={"limit": args.limit})
-        except httpx.HTTPError as exc:
-            return _unreachable(client, exc)
+    response = _call(args, "GET", "/v1/rejected", params={"limit": args.limit})
+    if isinstance(response, int):
+        return response
     if response.status_code != 200:
         return _fail(response)
     data = response.json()
@@ -312,7 +316,6 @@ def cmd_rejected_list(args: argparse.Namespace) -> int:
 
 
 def cmd_rejected_retry(args: argparse.Namespace) -> int:
-    settings = load_settings()
     if not args.ids and not args.all:
         print("topicwatch: name ENTRY_IDs to retry, or --all", file=sys.stderr)
         return 2
@@ -326,11 +329,9 @@ def cmd_rejected_retry(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             print(f"topicwatch: cannot read {args.payload}: {exc}", file=sys.stderr)
             return 2
-    with _client(args, settings) as client:
-        try:
-            response = client.post("/v1/rejected/retry", json=request)
-        except httpx.HTTPError as exc:
-            return _unreachable(client, exc)
+    response = _call(args, "POST", "/v1/rejected/retry", json=request)
+    if isinstance(response, int):
+        return response
     if response.status_code != 200:
         return _fail(response)
     results = response.json()["results"]
@@ -363,12 +364,9 @@ def _feeds_table(feeds: list[dict[str, Any]]) -> Table:
 
 
 def cmd_feeds_add(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    with _client(args, settings) as client:
-        try:
-            response = client.post("/v1/feeds", json={"url": args.feed_url})
-        except httpx.HTTPError as exc:
-            return _unreachable(client, exc)
+    response = _call(args, "POST", "/v1/feeds", json={"url": args.feed_url})
+    if isinstance(response, int):
+        return response
     if response.status_code == 201:
         print(f"added {response.json()['url']}")
         return 0
@@ -379,12 +377,9 @@ def cmd_feeds_add(args: argparse.Namespace) -> int:
 
 
 def cmd_feeds_list(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    with _client(args, settings) as client:
-        try:
-            response = client.get("/v1/feeds")
-        except httpx.HTTPError as exc:
-            return _unreachable(client, exc)
+    response = _call(args, "GET", "/v1/feeds")
+    if isinstance(response, int):
+        return response
     if response.status_code != 200:
         return _fail(response)
     feeds = response.json()["feeds"]
@@ -399,12 +394,9 @@ def cmd_feeds_list(args: argparse.Namespace) -> int:
 
 
 def cmd_feeds_remove(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    with _client(args, settings) as client:
-        try:
-            response = client.delete("/v1/feeds", params={"url": args.feed_url})
-        except httpx.HTTPError as exc:
-            return _unreachable(client, exc)
+    response = _call(args, "DELETE", "/v1/feeds", params={"url": args.feed_url})
+    if isinstance(response, int):
+        return response
     if response.status_code == 200:
         print(f"removed {args.feed_url}")
         return 0
@@ -415,12 +407,9 @@ def cmd_feeds_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_feeds_poll(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    with _client(args, settings, timeout=300.0) as client:
-        try:
-            response = client.post("/v1/feeds/poll")
-        except httpx.HTTPError as exc:
-            return _unreachable(client, exc)
+    response = _call(args, "POST", "/v1/feeds/poll", timeout=300.0)
+    if isinstance(response, int):
+        return response
     if response.status_code != 200:
         return _fail(response)
     feeds = response.json()["feeds"]

@@ -76,11 +76,6 @@ def _base_url(settings: Settings, override: str | None) -> str:
     return (override or f"http://{settings.host}:{settings.notify_port}").rstrip("/")
 
 
-def _api_headers(settings: Settings) -> dict[str, str]:
-    keys = sorted(settings.api_key_values())
-    return {"Authorization": f"Bearer {keys[0]}"} if keys else {}
-
-
 # --- subscribe -------------------------------------------------------------------------------
 
 
@@ -106,7 +101,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     base = _base_url(settings, args.url)
     try:
         response = httpx.post(
-            f"{base}/v1/subscriptions", json=body, headers=_api_headers(settings), timeout=30
+            f"{base}/v1/subscriptions", json=body, headers=settings.api_headers(), timeout=30
         )
     except httpx.HTTPError as exc:
         print(f"topicwatch: cannot reach notify at {base}: {exc}", file=sys.stderr)
@@ -195,7 +190,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     settings = load_settings()
     base = _base_url(settings, args.url)
     token = args.token or os.environ.get("TOPICWATCH_READ_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"} if token else _api_headers(settings)
+    headers = {"Authorization": f"Bearer {token}"} if token else settings.api_headers()
     console = Console()
     last_id: str | None = None
     seen = 0

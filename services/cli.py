@@ -82,16 +82,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 class Supervisor:
     """Runs the services as child processes, restarts any that dies, stops all on a signal."""
 
-    def __init__(self, env: dict[str, str], services: tuple[str, ...] = SERVICES) -> None:
+    def __init__(
+        self, env: dict[str, str], services: tuple[str, ...] = SERVICES, *, quiet: bool = False
+    ) -> None:
         self.env = env
         self.services = services
+        self.output = subprocess.DEVNULL if quiet else None
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.restarts: dict[str, int] = dict.fromkeys(services, 0)
         self.stopping = False
 
     def spawn(self, service: str) -> None:
         argv = [sys.executable, "-m", "services.cli", "serve", service]
-        self.children[service] = subprocess.Popen(argv, env=self.env)  # noqa: S603
+        self.children[service] = subprocess.Popen(  # noqa: S603 - our own CLI
+            argv, env=self.env, stdout=self.output, stderr=self.output
+        )
 
     def start(self) -> None:
         for service in self.services:

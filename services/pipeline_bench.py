@@ -20,8 +20,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,11 +30,11 @@ from typing import Any
 import httpx
 import redis
 
+from services.cli import SERVICES, Supervisor
 from services.common.http import wait_healthy
 from services.common.redis_server import RedisServer, free_port
 from services.common.streams import DATA_FIELD, StreamNames
 
-SERVICES = ("ingest", "classify", "notify")
 COUNTRIES = ["Poland", "Romania", "Finland", "Egypt", "India", "Qatar", "Morocco", "Greece"]
 SYSTEMS = ["Patriot", "NASAMS", "IRIS-T SLM", "SAMP/T", "Sky Sabre", "KM-SAM", "Barak-8"]
 FILLER = (
@@ -138,15 +136,8 @@ def run(latency_samples: int, burst: int) -> dict[str, float]:
             **{f"TOPICWATCH_{s.upper()}_PORT": str(p) for s, p in ports.items()},
         }
         env.pop("TOPICWATCH_API_KEYS", None)
-        procs = [
-            subprocess.Popen(  # noqa: S603 - our own CLI
-                [sys.executable, "-m", "services.cli", "serve", s],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for s in SERVICES
-        ]
+        supervisor = Supervisor(env, quiet=True)
+        supervisor.start()
         client = redis.Redis.from_url(server.url)
         names = StreamNames()
         try:
@@ -183,13 +174,7 @@ def run(latency_samples: int, burst: int) -> dict[str, float]:
             delivered_at = receiver.wait([d["url"] for d in docs], timeout=600)
             baseline = transport_baseline(client, burst, 200)
         finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            supervisor.stop()
             receiver.server.shutdown()
             server.stop()
     ordered = sorted(latencies)

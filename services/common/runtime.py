@@ -66,6 +66,9 @@ class Runtime:
             ),
         )
         self.redis: aioredis.Redis = aioredis.Redis.from_url(settings.redis_url)
+        # Counted inside Redis: a lagging group would otherwise ship up to LAG_COUNT_CAP whole
+        # articles to this process every few seconds, just to count them.
+        self._count_after = self.redis.register_script(_COUNT_AFTER)
         self.consumers: list[StreamConsumer] = []
         self.background: list[tuple[str, BackgroundTask]] = []
         self.shutdown_hooks: list[BackgroundTask] = []
@@ -217,11 +220,18 @@ class Runtime:
                     continue
                 self.stream_pending.labels(consumer.stream, name).set(int(group["pending"]))
                 lag = group.get("lag")
-                if lag is None:  # Redis < 7: count what lies after last-delivered-id
+                if lag is None:  # Redis < 7 (or lag unknown): count after last-delivered-id
                     last = _s(group.get("last-delivered-id")) or "0-0"
-                    after = await self.redis.xrange(consumer.stream, f"({last}", "+", count=10_000)
-                    lag = len(after or [])
+                    lag = await self._count_after(keys=[consumer.stream], args=[f"({last}"])
                 self.stream_lag.labels(consumer.stream, name).set(int(lag))
+
+
+#: The lag gauge counts at most this many entries on Redis < 7 (where XINFO has no lag).
+LAG_COUNT_CAP = 100_000
+
+_COUNT_AFTER = f"""
+return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', {LAG_COUNT_CAP})
+"""
 
 
 def _s(value: Any) -> str:

@@ -20,12 +20,9 @@ from tests.procs import ROOT
 pytestmark = __import__("pytest").mark.e2e
 
 
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def test_up_runs_supervises_and_stops_everything(tmp_path: Path) -> None:
+def up_environment(tmp_path: Path) -> tuple[dict[str, int], dict[str, str]]:
+    """Free ports for Redis and the services, and an environment that uses them (and nothing
+    else of the caller's TOPICWATCH_* settings)."""
     ports = {name: free_port() for name in ("ingest", "classify", "notify", "redis")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOPICWATCH_")} | {
         "TOPICWATCH_DATA_DIR": str(tmp_path / "data"),
@@ -33,8 +30,18 @@ def test_up_runs_supervises_and_stops_everything(tmp_path: Path) -> None:
         "TOPICWATCH_INGEST_PORT": str(ports["ingest"]),
         "TOPICWATCH_CLASSIFY_PORT": str(ports["classify"]),
         "TOPICWATCH_NOTIFY_PORT": str(ports["notify"]),
-        "TOPICWATCH_READ_BLOCK_MS": "50",
     }
+    return ports, env
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_runs_supervises_and_stops_everything(tmp_path: Path) -> None:
+    ports, env = up_environment(tmp_path)
+    env["TOPICWATCH_READ_BLOCK_MS"] = "50"
     log = (tmp_path / "up.log").open("w+")
     up = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "up"],
@@ -84,14 +91,7 @@ def test_up_runs_supervises_and_stops_everything(tmp_path: Path) -> None:
 
 def test_up_stops_everything_on_a_hangup(tmp_path: Path) -> None:
     """SIGHUP (a closed terminal) used to kill `up` alone, leaving Redis and the services up."""
-    ports = {name: free_port() for name in ("ingest", "classify", "notify", "redis")}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOPICWATCH_")} | {
-        "TOPICWATCH_DATA_DIR": str(tmp_path / "data"),
-        "TOPICWATCH_EMBEDDED_REDIS_PORT": str(ports["redis"]),
-        "TOPICWATCH_INGEST_PORT": str(ports["ingest"]),
-        "TOPICWATCH_CLASSIFY_PORT": str(ports["classify"]),
-        "TOPICWATCH_NOTIFY_PORT": str(ports["notify"]),
-    }
+    ports, env = up_environment(tmp_path)
     log = (tmp_path / "up.log").open("w+")
     up = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "up"], env=env, cwd=ROOT, stdout=log, stderr=log

@@ -23,6 +23,7 @@ from services.common.streams import StreamNames, encode
 from services.notify.schedule import ManualClock
 from services.notify.signing import verify
 from tests.notify_receiver import Receiver, serve
+from tests.servers import wait_for
 
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -311,16 +312,6 @@ def edited(body: str, every: int = 20) -> str:
     return " ".join("amended" if i % every == 5 else w for i, w in enumerate(words))
 
 
-def wait_until(check: Any, within: float = 10.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not reached")
-
-
 def test_near_duplicate_story_alerts_once_listing_other_outlets(
     notify: str, receiver: Receiver, redis_url: str
 ) -> None:
@@ -380,7 +371,7 @@ def test_digest_waiting_alert_goes_out_with_the_outlets_found_meanwhile(
         publish(redis_url, 7, body=body, source="wire")
         publish(redis_url, 8, body=edited(body), source="othernews")
         alert_id = alert_id_for(created["id"], f"art_{7:024d}")
-        wait_until(
+        wait_for(
             lambda: (
                 httpx.get(f"{notify}/v1/alerts/{alert_id}", headers=AUTH)
                 .json()

@@ -412,3 +412,19 @@ def test_unknown_topics_are_refused_once_classify_has_announced_its_taxonomy(
         headers=AUTH,
     )
     assert patched.status_code == 422
+
+
+def test_request_validation_errors_name_the_field_like_every_other_error(notify: str) -> None:
+    bad = httpx.post(
+        f"{notify}/v1/subscriptions",
+        json={"name": "x", "topics": ["cyber"], "query": "(S-400 OR"},
+        headers=AUTH,
+    )
+    assert bad.status_code == 422
+    [error] = bad.json()["detail"]
+    assert error["field"] == "query"
+    assert error["message"].startswith("expected a word, phrase or '(' after 'OR'")
+    assert "^" in error["message"]  # the caret line pointing at the error
+    paged = httpx.get(f"{notify}/v1/subscriptions", params={"limit": 0}, headers=AUTH)
+    assert paged.status_code == 422
+    assert paged.json()["detail"][0]["field"] == "limit"

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common.models import errors_as_fields
 from services.common.settings import Settings
 
 if TYPE_CHECKING:
@@ -111,6 +113,19 @@ class _TooLarge(Exception):
 
 def add_request_limits(app: FastAPI, settings: Settings, limit: int | None = None) -> None:
     app.add_middleware(BodyLimitMiddleware, limit=limit or SMALL_BODY_LIMIT)
+
+
+def add_field_error_format(app: FastAPI) -> None:
+    """Every service answers a bad request the same way: ``{"detail": [{field, message}]}``.
+
+    Ingest builds these itself; without this, FastAPI's own validation (notify's and
+    classify's request bodies and query parameters) answered in its internal format.
+    """
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = errors_as_fields(exc.errors(), request=True)
+        return JSONResponse({"detail": [e.model_dump() for e in errors]}, status_code=422)
 
 
 def add_health_and_metrics(app: FastAPI, runtime: Runtime) -> None:

@@ -9,6 +9,7 @@ instead of guessing.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -269,12 +270,24 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
 
     The path is dotted, with list positions in brackets: ``[3].metadata.region``.
     """
+    return errors_as_fields(exc.errors(include_url=False), prefix)
+
+
+def errors_as_fields(
+    errors: Sequence[Mapping[str, Any]], prefix: str = "", *, request: bool = False
+) -> list[FieldError]:
+    """Pydantic-style error dicts as FieldErrors; ``request`` drops FastAPI's leading
+    ``body``/``query``/``path`` location, which names where, not what."""
     out = []
-    for error in exc.errors(include_url=False):
+    for error in errors:
+        loc = list(error["loc"])
+        if request and loc and loc[0] in ("body", "query", "path", "header"):
+            loc = loc[1:]
         path = prefix
-        for part in error["loc"]:
+        for part in loc:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        out.append(FieldError(field=path or "(body)", message=error["msg"]))
+        message = str(error["msg"]).removeprefix("Value error, ")
+        out.append(FieldError(field=path or "(body)", message=message))
     return out
 
 

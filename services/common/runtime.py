@@ -26,7 +26,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services import __version__
 from services.common.consumer import BatchHandler, StreamConsumer, consumer_name, ensure_groups
-from services.common.http import add_health_and_metrics, add_request_limits
+from services.common.http import (
+    add_field_error_format,
+    add_health_and_metrics,
+    add_request_limits,
+)
 from services.common.retention import trim_consumed
 from services.common.settings import Settings
 from services.common.streams import StreamNames
@@ -110,6 +114,7 @@ class Runtime:
         self.http.state.runtime = self
         add_request_limits(self.http, settings, body_limit)
         add_health_and_metrics(self.http, self)
+        add_field_error_format(self.http)
 
     # --- wiring ----------------------------------------------------------------------------
     def consume(self, stream: str, group: str, handler: BatchHandler) -> StreamConsumer:

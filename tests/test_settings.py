@@ -84,3 +84,11 @@ def test_settings_object_is_immutable() -> None:
     settings = Settings()
     with pytest.raises(Exception):
         settings.ingest_port = 1  # type: ignore[misc]
+
+
+def test_cli_commands_default_to_the_embedded_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TOPICWATCH_REDIS_URL", raising=False)
+    monkeypatch.setenv("TOPICWATCH_EMBEDDED_REDIS_PORT", "6391")
+    assert load_settings().with_redis().redis_url == "redis://127.0.0.1:6391"
+    monkeypatch.setenv("TOPICWATCH_REDIS_URL", "redis://elsewhere:6379/2")
+    assert load_settings().with_redis().redis_url == "redis://elsewhere:6379/2"

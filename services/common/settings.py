@@ -134,6 +134,18 @@ class Settings(BaseSettings):
             raise ValueError("delays must be >= 0 seconds")
         return value
 
+    @property
+    def embedded_redis_url(self) -> str:
+        """Where `topicwatch up` runs its embedded Redis."""
+        return f"redis://127.0.0.1:{self.embedded_redis_port}"
+
+    def with_redis(self) -> Settings:
+        """These settings, pointing at the embedded Redis when no Redis URL is configured:
+        what a CLI command on the same machine as `topicwatch up` should talk to."""
+        if self.redis_url:
+            return self
+        return self.model_copy(update={"redis_url": self.embedded_redis_url})
+
     def api_headers(self) -> dict[str, str]:
         """What a CLI client sends to a write endpoint: the first configured key, if any."""
         keys = sorted(self.api_key_values())

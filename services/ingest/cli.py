@@ -424,12 +424,8 @@ def cmd_asyncapi(args: argparse.Namespace) -> int:
     """Build every service's FastStream app (nothing connects) and merge their documents."""
     from services.ingest.asyncapi import SERVICES, build_document, render
 
-    settings = load_settings()
-    if not settings.redis_url:
-        # The document names the server; without a configured one, the embedded default.
-        settings = settings.model_copy(
-            update={"redis_url": f"redis://127.0.0.1:{settings.embedded_redis_port}"}
-        )
+    # The document names the server; without a configured one, the embedded default.
+    settings = load_settings().with_redis()
     services = tuple(args.service) if args.service else SERVICES
     document, failures = build_document(settings, services)
     for failure in failures:

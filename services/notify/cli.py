@@ -234,10 +234,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def _redis_settings() -> Settings:
-    settings = load_settings()
-    if not settings.redis_url:
-        raise SystemExit("topicwatch: TOPICWATCH_REDIS_URL must point at the notify Redis")
-    return settings
+    """TOPICWATCH_REDIS_URL, or the embedded Redis of `topicwatch up` when it is unset."""
+    return load_settings().with_redis()
 
 
 def cmd_dead_list(args: argparse.Namespace) -> int:

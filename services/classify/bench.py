@@ -11,7 +11,6 @@ automaton.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from services.classify.taxonomy import (
     compile_taxonomy,
     load_taxonomy,
 )
+from services.common.files import read_items
 
 #: Words for generated keyword topics: realistic news vocabulary, combined into phrases.
 _WORDS = (
@@ -137,13 +137,8 @@ def generated_classifier(n_topics: int = 1000, seed: int = 7) -> Classifier:
 
 
 def load_articles(path: Path) -> list[tuple[str, str]]:
-    """(title, body) pairs from a JSON-lines or JSON-array file."""
-    text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        items = json.loads(text)
-    else:
-        items = [json.loads(line) for line in text.splitlines() if line.strip()]
+    """(title, body) pairs from an article file (JSON object, JSON array or JSON lines)."""
+    items = [item.value for item in read_items(path) if isinstance(item.value, dict)]
     return [(str(a.get("title") or ""), str(a.get("body") or "")) for a in items]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ class FileItem:
     raw: str = ""
 
 
-def expand(paths: list[str | Path]) -> list[Path]:
+def expand(paths: Sequence[str | Path]) -> list[Path]:
     """Files as given, folders expanded to the article files inside them (sorted)."""
     out: list[Path] = []
     for path in map(Path, paths):
@@ -57,6 +57,6 @@ def read_items(path: Path) -> Iterator[FileItem]:
             yield FileItem(f"{path}:{number}", error=f"not valid JSON: {exc}", raw=line)
 
 
-def read_all(paths: list[str | Path]) -> Iterator[FileItem]:
+def read_all(paths: Sequence[str | Path]) -> Iterator[FileItem]:
     for path in expand(paths):
         yield from read_items(path)

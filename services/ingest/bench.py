@@ -9,13 +9,13 @@ of them slower shows up as a number rather than as a slow service.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from services.common.files import read_all
 from services.common.models import ArticleSubmission
 from services.ingest.dates import parse_published_at
 from services.ingest.html import extract_article
@@ -39,11 +39,8 @@ def register_bench(bench_subparsers: Any) -> None:
 
 
 def _load(folder: Path) -> list[dict[str, Any]]:
-    items = [json.loads((folder / "seed_article.json").read_text())]
-    for line in (folder / "dev_articles.jsonl").read_text().splitlines():
-        if line.strip():
-            items.append(json.loads(line))
-    return items
+    files = [folder / "seed_article.json", folder / "dev_articles.jsonl"]
+    return [item.value for item in read_all(files) if item.value is not None]
 
 
 def _each(function: Callable[[Any], object], items: list[Any]) -> Callable[[], None]:

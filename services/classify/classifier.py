@@ -359,16 +359,32 @@ class Classifier:
         by_atom: dict[int, list[_H]],
         ctx: _Context,
     ) -> bool:
+        """Is a word of context group ``gid`` within ``window`` words of the hit ``h``?
+
+        Word indexes grow with character offsets, so only the nearest context hit on
+        each side can be the closest in words: two word lookups per check, however often
+        the context words occur in the article.
+        """
         if gid is None:
             return True
-        word = ctx.word(h[0])
-        for a in self._context_atoms[gid].intersection(by_atom):
-            for c in by_atom[a]:
-                if c[0] == h[0] and c[1] == h[1]:
-                    continue  # the ambiguous word cannot be its own context
-                if abs(ctx.word(c[0]) - word) <= window:
-                    return True
-        return False
+        spans = ctx.context_spans.get(gid)
+        if spans is None:
+            spans = ctx.context_spans[gid] = sorted(
+                (c[0], c[1]) for a in self._context_atoms[gid].intersection(by_atom)
+                for c in by_atom[a]
+            )
+        start, end = h[0], h[1]
+        i = bisect.bisect_left(spans, (start, -1))
+        j = i
+        n = len(spans)
+        while j < n and spans[j][0] == start:
+            if spans[j][1] != end:  # another phrase from the same word: distance 0
+                return True
+            j += 1  # the ambiguous word cannot be its own context
+        word = ctx.word(start)
+        if j < n and ctx.word(spans[j][0]) - word <= window:
+            return True
+        return i > 0 and word - ctx.word(spans[i - 1][0]) <= window
 
     def _evaluate(
         self,
@@ -565,6 +581,7 @@ class _Context:
         "_sentences",
         "_words",
         "body_start",
+        "context_spans",
         "brief",
         "first_body",
         "norm",
@@ -582,6 +599,8 @@ class _Context:
         # one template): build each Evidence once.
         self._evidence: dict[tuple[int, int, str], dict[str, object]] = {}
         self._sentences: dict[int, dict[int, _H]] = {}
+        # Per context group: its hits' (start, end), sorted (built on first use).
+        self.context_spans: dict[int, list[tuple[int, int]]] = {}
 
     def first_by_sentence(self, group: int, hits: list[_H]) -> dict[int, _H]:
         """The first hit of ``group`` in each sentence (cached per article)."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -231,16 +232,22 @@ class Classifier:
                 mentions[e].extend(hs)
             for e in self._checked_entries.get(a, ()):
                 entry = entries[e]
+                exact = entry.exact.get(a)
+                # The entry's exclusion phrases present in this article (usually none).
+                spans = (
+                    [sp for x in entry.exclude_atoms.intersection(excl_spans) for sp in excl_spans[x]]
+                    if excl_spans
+                    else None
+                )
+                ambiguous = a in entry.ambiguous_atoms
                 for h in hs:
-                    if entry.exact and a in entry.exact:
+                    if exact is not None:
                         start, end = ctx.span(h)
-                        if _ALNUM_ONLY.sub("", text[start:end]) != entry.exact[a]:
+                        if _ALNUM_ONLY.sub("", text[start:end]) != exact:
                             continue
-                    if entry.exclude_atoms and excl_spans:
-                        spans = [sp for x in entry.exclude_atoms for sp in excl_spans.get(x, ())]
-                        if spans and _overlaps(h[0], h[1], spans):
-                            continue
-                    if a in entry.ambiguous_atoms and not self._has_context(
+                    if spans and _overlaps(h[0], h[1], spans):
+                        continue
+                    if ambiguous and not self._has_context(
                         entry.context_group, entry.context_window, h, by_atom, ctx
                     ):
                         continue
@@ -398,7 +405,7 @@ class Classifier:
         filtered = False
         own = self._topic_own_exclusions[rule.topic]
         if own and excl_spans:
-            spans = [s for a in own for s in excl_spans.get(a, ())]
+            spans = [s for a in own.intersection(excl_spans) for s in excl_spans[a]]
             if spans:
                 groups = [[h for h in hs if not _overlaps(h[0], h[1], spans)] for hs in groups]
                 filtered = True
@@ -440,15 +447,19 @@ class Classifier:
             window = rule.within
             seen = set()
             word = ctx.word
+            # Hits sorted by offset: word indexes grow with offsets, so the nearest hit on
+            # each side of an anchor is the only candidate (two word lookups, not one per hit).
+            near_by = [_by_offset(hs) for hs in groups[1:]]
+            blocking = _by_offset(blockers) if blockers else None
             for anchor in groups[0]:
                 if anchor[2] in seen:
                     continue
                 w = word(anchor[0])
-                if any(abs(word(b[0]) - w) <= window for b in blockers):
+                if blocking is not None and _nearest(blocking, anchor[0], w, window, word):
                     continue
                 ev = [anchor]
-                for hs in groups[1:]:
-                    near = next((h for h in hs if abs(word(h[0]) - w) <= window), None)
+                for index in near_by:
+                    near = _nearest(index, anchor[0], w, window, word)
                     if near is None:
                         break
                     ev.append(near)
@@ -565,6 +576,32 @@ def _people(title_hits: list[_H], ctx: _Context) -> list[dict[str, object]]:
     return out
 
 
+def _by_offset(hits: list[_H]) -> tuple[list[int], list[_H]]:
+    """``hits`` sorted by start offset, with the list of their starts (for bisection)."""
+    ordered = sorted(hits)
+    return [h[0] for h in ordered], ordered
+
+
+def _nearest(
+    index: tuple[list[int], list[_H]], pos: int, w: int, window: int, word: Callable[[int], int]
+) -> _H | None:
+    """The hit of ``index`` closest in words to word ``w`` at ``pos``, if within ``window``.
+
+    Word indexes grow with offsets, so the closest hit is the first at or after ``pos`` or
+    the last before it; on a tie the earlier one wins.
+    """
+    starts, hits = index
+    i = bisect.bisect_left(starts, pos)
+    best: _H | None = None
+    if i > 0 and w - word(starts[i - 1]) <= window:
+        best = hits[i - 1]
+        if i < len(starts) and word(starts[i]) - w < w - word(starts[i - 1]):
+            best = hits[i]
+    elif i < len(starts) and word(starts[i]) - w <= window:
+        best = hits[i]
+    return best
+
+
 def _first_by_sentence(hits: list[_H]) -> dict[int, _H]:
     first: dict[int, _H] = {}
     for h in hits:
@@ -610,6 +647,7 @@ class _Context:
         return index
 
     def word(self, npos: int) -> int:
+        """How many words start before ``npos`` (cached per offset)."""
         w = self._words.get(npos)
         if w is None:
             w = self._words[npos] = self.norm.word_index(npos)

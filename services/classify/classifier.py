@@ -184,12 +184,15 @@ class Classifier:
         # the only per-hit work; everything after it works per atom, group or rule.
         by_atom: dict[int, list[_H]] = {}
         bisect_right = bisect.bisect_right
-        for end_idx, (klen, whole, atoms) in tax.matcher.iter(ntext):
-            ns = end_idx - klen + 2
+        found = tax.matcher.find(ntext)
+        values = tax.matcher.values
+        for idx, kstart, kend in found:
+            whole, atoms = values[idx]
+            ns = kstart + 1
             sid = bisect_right(nends, ns)
             if sid in chrome:
                 continue
-            hit = (ns, end_idx if whole else ntext.find(" ", end_idx), sid)
+            hit = (ns, kend - 1 if whole else ntext.find(" ", kend), sid)
             for atom in atoms:
                 lst = by_atom.get(atom)
                 if lst is None:

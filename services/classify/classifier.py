@@ -114,13 +114,12 @@ class Classifier:
             for e in group.entries:
                 atoms |= alias_atoms[e]
             self._context_atoms[gid] = frozenset(atoms)
-        self._entity_atoms = frozenset(taxonomy.atom_entries)
         self._rule_groups = [frozenset(r.groups) for r in taxonomy.rules]
         self._entities: dict[tuple[int, int], Entity] = {}
         # Per alias atom: entries it names outright, and entries that need a per-hit check
         # (exact case, an exclusion phrase, or context for an ambiguous alias).
-        self._plain_entries: dict[int, tuple[int, ...]] = {}
-        self._checked_entries: dict[int, tuple[int, ...]] = {}
+        plain_entries: dict[int, tuple[int, ...]] = {}
+        checked_entries: dict[int, tuple[int, ...]] = {}
         for atom, entry_ids in taxonomy.atom_entries.items():
             plain = []
             checked = []
@@ -131,9 +130,18 @@ class Classifier:
                 else:
                     plain.append(e)
             if plain:
-                self._plain_entries[atom] = tuple(plain)
+                plain_entries[atom] = tuple(plain)
             if checked:
-                self._checked_entries[atom] = tuple(checked)
+                checked_entries[atom] = tuple(checked)
+        # Per atom, everything the scorer does with its hits: the groups it is a member
+        # of, and the gazetteer entries it names (plain, or to be checked per hit).
+        self._atom_plans: dict[int, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {}
+        for atom in set(taxonomy.atom_groups) | set(taxonomy.atom_entries):
+            self._atom_plans[atom] = (
+                tuple(taxonomy.atom_groups.get(atom, ())),
+                plain_entries.get(atom, ()),
+                checked_entries.get(atom, ()),
+            )
         self._order = {t.id: t.index for t in taxonomy.topics}
         self._topic_own_exclusions = [
             t.exclude_atoms - taxonomy.global_exclude_atoms for t in taxonomy.topics
@@ -226,14 +234,22 @@ class Classifier:
                     else:
                         del by_atom[a]
 
-        # Entity mentions (after exclusions, case and context checks).
+        # Hits per group and entity mentions (after exclusions, case and context checks),
+        # in one pass over the atoms found, each with its precomputed plan.
+        ghits: dict[int, list[_H]] = defaultdict(list)
         mentions: dict[int, list[_H]] = defaultdict(list)
         entries = tax.entries
-        for a in self._entity_atoms.intersection(by_atom):
-            hs = by_atom[a]
-            for e in self._plain_entries.get(a, ()):
+        plans = self._atom_plans
+        for a, hs in by_atom.items():
+            plan = plans.get(a)
+            if plan is None:
+                continue
+            groups, plain, checked = plan
+            for g in groups:
+                ghits[g].extend(hs)
+            for e in plain:
                 mentions[e].extend(hs)
-            for e in self._checked_entries.get(a, ()):
+            for e in checked:
                 entry = entries[e]
                 exact = entry.exact.get(a)
                 # The entry's exclusion phrases present in this article (usually none).
@@ -255,13 +271,6 @@ class Classifier:
                     ):
                         continue
                     mentions[e].append(h)
-
-        # Hits per group.
-        ghits: dict[int, list[_H]] = defaultdict(list)
-        atom_groups = tax.atom_groups
-        for a, hs in by_atom.items():
-            for g in atom_groups.get(a, ()):
-                ghits[g].extend(hs)
         entry_groups = tax.entry_groups
         for e, hs in mentions.items():
             for g in entry_groups.get(e, ()):

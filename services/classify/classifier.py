@@ -327,18 +327,22 @@ class Classifier:
         order = self._order
         tags: list[TopicTag] = []
         if tag_data:
-            # Validation in two pydantic-core calls: each distinct piece of evidence once
-            # (topics citing the same words under the same rule share it), then the tags.
-            unique = list(dict.fromkeys(k for keys in tag_evidence for k in keys))
-            built = dict(
-                zip(
-                    unique,
-                    _EVIDENCE_LIST.validate_python([ctx.evidence_dict(*k) for k in unique]),
-                    strict=True,
+            evidence = ctx.evidence_dict
+            if len(tag_data) == 1:
+                tag_data[0]["evidence"] = [evidence(*k) for k in tag_evidence[0]]
+            else:
+                # Topics often cite the same words under the same rule (watch lists built
+                # from one template): validate each distinct piece of evidence once.
+                unique = list(dict.fromkeys(k for keys in tag_evidence for k in keys))
+                built = dict(
+                    zip(
+                        unique,
+                        _EVIDENCE_LIST.validate_python([evidence(*k) for k in unique]),
+                        strict=True,
+                    )
                 )
-            )
-            for data, keys in zip(tag_data, tag_evidence, strict=True):
-                data["evidence"] = [built[k] for k in keys]
+                for data, keys in zip(tag_data, tag_evidence, strict=True):
+                    data["evidence"] = [built[k] for k in keys]
             tags = _TAG_LIST.validate_python(tag_data)
         tags.sort(key=lambda t: (-t.score, order[t.id]))
         details.sort(key=lambda d: (-d.score, order[d.id]))
@@ -626,7 +630,6 @@ class _Context:
     """Per-article lookups that are computed lazily: word indexes and original spans."""
 
     __slots__ = (
-        "_evidence",
         "_sentences",
         "_words",
         "body_start",
@@ -644,9 +647,6 @@ class _Context:
         self.body_start = body_start
         self.brief = False
         self._words: dict[int, int] = {}
-        # Many topics cite the same words under the same rule name (watch lists built from
-        # one template): build each Evidence once.
-        self._evidence: dict[tuple[int, int, str], dict[str, object]] = {}
         self._sentences: dict[int, dict[int, _H]] = {}
         # Per context group: its hits' (start, end), sorted (built on first use).
         self.context_spans: dict[int, list[tuple[int, int]]] = {}
@@ -673,20 +673,17 @@ class _Context:
 
     def evidence_dict(self, nstart: int, nend: int, rule: str) -> dict[str, object]:
         """Evidence fields for the hit at ``nstart:nend`` of the normalised text."""
-        key = (nstart, nend, rule)
-        ev = self._evidence.get(key)
-        if ev is None:
-            start, end = self.span((nstart, nend, 0))
-            field = "title" if start < self.body_start else "body"
-            shift = 0 if field == "title" else self.body_start
-            ev = self._evidence[key] = {
-                "text": self.text[start:end],
-                "field": field,
-                "start": start - shift,
-                "end": end - shift,
-                "rule": rule,
-            }
-        return ev
+        # Normalised offsets are original offsets + 1 (NormalisedText.original_offset).
+        start = nstart - 1
+        end = nend - 1
+        shift = 0 if start < self.body_start else self.body_start
+        return {
+            "text": self.text[start:end],
+            "field": "title" if shift == 0 else "body",
+            "start": start - shift,
+            "end": end - shift,
+            "rule": rule,
+        }
 
 
 def load_classifier(path: Path | None = None) -> Classifier:

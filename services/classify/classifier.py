@@ -183,8 +183,9 @@ class Classifier:
         norm = normalise(text)
         wall = norm.normalised_offset(len(title) + 1)
         norm.text = ntext = f"{norm.text[:wall]}|{norm.text[wall + 1 :]}"
-        # Sentence boundaries in normalised coordinates: one bisect per hit gives its sentence.
-        nends = [norm.normalised_offset(e) for e in lay.sentence_ends]
+        # Sentence ends, as original offsets: a key's leading space sits at the original
+        # offset of its first character, so one bisect per hit gives its sentence.
+        ends = lay.sentence_ends
         chrome = lay.chrome_sentences
         first_body = lay.sentence_of(body_start)
 
@@ -197,7 +198,7 @@ class Classifier:
         for idx, kstart, kend in found:
             whole, atoms = values[idx]
             ns = kstart + 1
-            sid = bisect_right(nends, ns)
+            sid = bisect_right(ends, kstart)
             if sid in chrome:
                 continue
             hit = (ns, kend - 1 if whole else ntext.find(" ", kend), sid)

@@ -45,13 +45,17 @@ _ABBREVIATIONS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Layout:
-    """Where sentences end, and which sentences are page chrome rather than prose."""
+    """Where sentences end, and which sentences are page chrome rather than prose.
 
-    sentence_ends: tuple[int, ...]  # offsets where a new sentence starts
-    chrome: tuple[tuple[int, int], ...]  # (start, end) ranges of non-prose text
-    chrome_sentences: frozenset[int]
+    Not frozen: a frozen dataclass pays for ``object.__setattr__`` per field, and one is
+    built per classified article. Nothing changes it after :func:`layout` returns.
+    """
+
+    sentence_ends: list[int]  # offsets where a new sentence starts, ascending
+    chrome: list[tuple[int, int]]  # (start, end) ranges of non-prose text
+    chrome_sentences: set[int]
 
     def sentence_of(self, pos: int) -> int:
         return bisect.bisect_right(self.sentence_ends, pos)
@@ -115,7 +119,6 @@ def _sentence_ends(text: str) -> list[int]:
 def layout(text: str, body_start: int) -> Layout:
     """Lay out ``text`` (title, newline, body): sentences everywhere, chrome in the body only."""
     chrome: list[tuple[int, int]] = []
-    any_prose = False
     extra_ends: list[int] = []
     prose_lines = 0
     pos = body_start
@@ -125,28 +128,25 @@ def layout(text: str, body_start: int) -> Layout:
         if not line or line.isspace():
             continue
         if is_prose_line(line):
-            any_prose = True
             prose_lines += 1
             # Datelines open a story (or a second story pasted after it): first lines only.
-            cut = dateline_length(line) if prose_lines <= 2 else 0
-            if cut:
-                chrome.append((start, start + cut))
-                extra_ends.append(start + cut)
+            if prose_lines <= 2:
+                cut = dateline_length(line)
+                if cut:
+                    chrome.append((start, start + cut))
+                    extra_ends.append(start + cut)
         else:
             chrome.append((start, pos - 1))
-    if not any_prose:
-        chrome = []
-        extra_ends = []
     ends = _sentence_ends(text)
-    if extra_ends:
-        ends = sorted(set(ends).union(extra_ends))
     chrome_sentences: set[int] = set()
+    if not prose_lines:
+        return Layout(ends, [], chrome_sentences)
+    for cut in extra_ends:
+        i = bisect.bisect_left(ends, cut)
+        if i == len(ends) or ends[i] != cut:
+            ends.insert(i, cut)
     for start, end in chrome:
         first = bisect.bisect_right(ends, start)
         last = bisect.bisect_right(ends, max(start, end - 1))
         chrome_sentences.update(range(first, last + 1))
-    return Layout(
-        sentence_ends=tuple(ends),
-        chrome=tuple(chrome),
-        chrome_sentences=frozenset(chrome_sentences),
-    )
+    return Layout(ends, chrome, chrome_sentences)

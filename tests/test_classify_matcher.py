@@ -142,3 +142,20 @@ def test_sentences_ignore_abbreviations() -> None:
     sentence = {lay.sentence_of(text.index(w)) for w in ("Gen", "Smith", "officials", "Washington")}
     assert len(sentence) == 1
     assert lay.sentence_of(text.index("Then")) == sentence.pop() + 1
+
+
+def test_sentence_ends_on_every_mark_and_only_before_a_new_sentence() -> None:
+    text = (
+        "T\nBuk fired! Tor fired? Pantsir… Then “Quoted.” Él dijo. él no. v2.5 and 3. 4 end.\nNext"
+    )
+    lay = layout(text, 2)
+
+    def sentence(word: str) -> int:
+        return lay.sentence_of(text.index(word))
+
+    starts = ["Buk", "Tor", "Pantsir", "Then", "Él", "Next"]
+    assert [sentence(w) for w in starts] == sorted({sentence(w) for w in starts})
+    assert sentence("él") == sentence("Él")  # a lower-case letter opens no sentence
+    assert sentence("Quoted") == sentence("Then")  # an opening quote mid-sentence
+    assert sentence("2.5") == sentence("él")  # a decimal point ends nothing
+    assert sentence("4 end") == sentence("2.5") + 1  # a digit can open a sentence

@@ -255,7 +255,11 @@ class Classifier:
                 exact = entry.exact.get(a)
                 # The entry's exclusion phrases present in this article (usually none).
                 spans = (
-                    [sp for x in entry.exclude_atoms.intersection(excl_spans) for sp in excl_spans[x]]
+                    [
+                        sp
+                        for x in entry.exclude_atoms.intersection(excl_spans)
+                        for sp in excl_spans[x]
+                    ]
                     if excl_spans
                     else None
                 )
@@ -394,7 +398,8 @@ class Classifier:
         spans = ctx.context_spans.get(gid)
         if spans is None:
             spans = ctx.context_spans[gid] = sorted(
-                (c[0], c[1]) for a in self._context_atoms[gid].intersection(by_atom)
+                (c[0], c[1])
+                for a in self._context_atoms[gid].intersection(by_atom)
                 for c in by_atom[a]
             )
         start, end = h[0], h[1]
@@ -634,8 +639,8 @@ class _Context:
         "_sentences",
         "_words",
         "body_start",
-        "context_spans",
         "brief",
+        "context_spans",
         "first_body",
         "norm",
         "text",

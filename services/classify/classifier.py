@@ -410,6 +410,11 @@ class Classifier:
             if spans[j][1] != end:  # another phrase from the same word: distance 0
                 return True
             j += 1  # the ambiguous word cannot be its own context
+        # Word starts are at least two characters apart: a context hit within twice the
+        # window in characters is within the window in words, without counting words.
+        reach = 2 * window
+        if (j < n and spans[j][0] - start <= reach) or (i > 0 and start - spans[i - 1][0] <= reach):
+            return True
         word = ctx.word(start)
         if j < n and ctx.word(spans[j][0]) - word <= window:
             return True

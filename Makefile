@@ -6,7 +6,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: up test install lint prometheus bench clean
 
-$(STAMP): pyproject.toml
+# The classifier's hot modules are compiled at install (setup.py): an edit reinstalls.
+HOT := services/classify/matcher.py services/classify/segment.py services/classify/classifier.py
+
+$(STAMP): pyproject.toml setup.py $(HOT)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"

@@ -194,7 +194,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from services.classify import bench
+    from services.classify import bench, compiled
 
     path: Path | None = args.articles
     if path is None:
@@ -206,9 +206,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not articles:
         print(f"topicwatch: no articles in {path}", file=sys.stderr)
         return 2
+    mode = (
+        "compiled with mypyc"
+        if compiled()
+        else "pure Python (not compiled, sources changed since the build, or "
+        "TOPICWATCH_PURE_PYTHON=1; `pip install -e .` compiles)"
+    )
     print(
         f"classifying {len(articles)} articles from {path} "
-        f"(about {args.seconds:.0f} s per taxonomy, one core)...",
+        f"(about {args.seconds:.0f} s per taxonomy, one core); classifier: {mode}...",
         file=sys.stderr,
         flush=True,
     )
@@ -230,6 +236,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                         "articles_per_second": round(big.rate, 1),
                     },
                     "slowdown": round(ratio, 2),
+                    "compiled": compiled(),
                 }
             )
         )

@@ -53,6 +53,42 @@ def test_seed_entities(clf: Classifier, seed_article: dict) -> None:
     assert people["person:recep-tayyip-erdogan"].name == "Recep Tayyip Erdogan"
 
 
+@pytest.mark.parametrize(
+    ("title", "body", "expected"),
+    [
+        (
+            "Republic of Congo signs arms deal",
+            "The Republic of Congo signed a contract in Brazzaville. The Democratic Republic of"
+            " the Congo was not part of it.",
+            {"country:CG": 3, "country:CD": 1},
+        ),
+        (
+            "North Korea fires missile",
+            "North Korea fired a missile, South Korea said. The UN Security Council will meet.",
+            {"country:KP": 2, "country:KR": 1, "organisation:un": 1},
+        ),
+        (
+            "Equatorial Guinea talks",
+            "Equatorial Guinea and Guinea-Bissau held talks with Papua New Guinea.",
+            {"country:GQ": 2, "country:GW": 1, "country:PG": 1},
+        ),
+    ],
+)
+def test_the_longest_name_wins_between_entities_of_one_kind(
+    clf: Classifier, title: str, body: str, expected: dict[str, int]
+) -> None:
+    """ "Republic of Congo" is not the DR Congo's "Congo"; "UN Security Council" is one UN."""
+    found = {e.id: e.mentions for e in clf.classify(title, body).entities if e.kind != "person"}
+    assert found == expected
+
+
+def test_nested_names_of_different_kinds_both_count(clf: Classifier) -> None:
+    result = clf.classify(
+        "Ministry statement", "The Russian Defence Ministry said it had no comment."
+    )
+    assert {"country:RU", "organisation:mod"} <= {e.id for e in result.entities}
+
+
 def test_page_chrome_does_not_change_tags(clf: Classifier, seed_article: dict) -> None:
     raw = seed_article["body"]
     clean = "\n\n".join(line for line in raw.split("\n") if line.strip() and is_prose_line(line))

@@ -35,7 +35,7 @@ from pydantic import TypeAdapter
 
 from services.classify.matcher import NormalisedText, normalise
 from services.classify.segment import layout
-from services.classify.taxonomy import Rule, Taxonomy, load_taxonomy
+from services.classify.taxonomy import Entry, Rule, Taxonomy, load_taxonomy
 from services.common.models import Entity, Evidence, TopicTag
 
 # A hit as the scorer sees it: (start, end, sentence) in normalised-text coordinates.
@@ -276,6 +276,8 @@ class Classifier:
                     ):
                         continue
                     mentions[e].append(h)
+        if len(mentions) > 1:
+            _drop_nested_mentions(mentions, entries)
         entry_groups = tax.entry_groups
         for e, hs in mentions.items():
             for g in entry_groups.get(e, ()):
@@ -601,6 +603,43 @@ def _people(title_hits: list[_H], ctx: _Context) -> list[dict[str, object]]:
             {"id": f"person:{slug}", "kind": "person", "name": name, "mentions": len(positions)}
         )
     return out
+
+
+def _drop_nested_mentions(mentions: dict[int, list[_H]], entries: list[Entry]) -> None:
+    """Drop a mention that lies inside a longer mention of an entity of the same kind.
+
+    The longest name wins: "Republic of Congo" is not also a mention of the DR Congo's
+    alias "Congo", "North Korea" not of South Korea's "Korea", "Equatorial Guinea" not of
+    Guinea, and "UN Security Council" is one mention of the UN, not three. Across kinds
+    both stay ("Russian Defence Ministry" names Russia and a ministry); the same words
+    listed for two entities stay with both. One sweep per kind over the mentions ordered
+    by start, longest first.
+    """
+    by_kind: dict[str, list[tuple[int, int, int]]] = {}
+    for e, hs in mentions.items():
+        spans = by_kind.setdefault(entries[e].kind, [])
+        for h in hs:
+            spans.append((h[0], -h[1], e))
+    nested: set[tuple[int, int, int]] = set()
+    for spans in by_kind.values():
+        if len(spans) < 2:
+            continue
+        spans.sort()
+        cover_start, cover_end = -1, -1
+        for start, neg_end, e in spans:
+            end = -neg_end
+            if end > cover_end:
+                cover_start, cover_end = start, end
+            elif (start, end) != (cover_start, cover_end):
+                nested.add((start, end, e))
+    if not nested:
+        return
+    for e in list(mentions):
+        kept = [h for h in mentions[e] if (h[0], h[1], e) not in nested]
+        if kept:
+            mentions[e] = kept
+        else:
+            del mentions[e]
 
 
 def _by_offset(hits: list[_H]) -> tuple[list[int], list[_H]]:

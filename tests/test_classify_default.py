@@ -166,6 +166,12 @@ def test_blind_holdout_set(clf: Classifier) -> None:
         ("Drone delivery", "Amazon will deliver parcels by drone in two more cities."),
         ("Match report", "His missile from 30 yards was launched into the top corner."),
         ("UEFA fine", "UEFA imposed sanctions on the club for breaking spending rules."),
+        ("Rice export ban", "India extended its export ban on broken rice to tame food prices."),
+        ("Cobalt export ban", "Congo announced a cobalt export ban, extending curbs on the metal."),
+        (
+            "Variant travel ban",
+            "The government imposed a travel ban on arrivals from six countries.",
+        ),
     ],
 )
 def test_confusables_get_no_topic(clf: Classifier, title: str, body: str) -> None:
@@ -295,3 +301,22 @@ def test_one_sentence_briefs_are_tagged(clf: Classifier, title: str, body: str) 
 def test_a_sports_brief_stays_untagged(clf: Classifier) -> None:
     body = "The New England Patriots defence held firm in a 24-10 win over the Jets."
     assert clf.classify("Patriots beat Jets", body).topics == []
+
+
+@pytest.mark.parametrize(
+    ("title", "body"),
+    [
+        (
+            "US tightens export restrictions on chips to China",
+            "The Commerce Department tightened export restrictions on advanced chips to China.",
+        ),
+        (
+            "EU travel ban on Belarus officials",
+            "The EU imposed a travel ban on 25 Belarusian officials over the crackdown.",
+        ),
+    ],
+)
+def test_bans_aimed_at_technology_or_officials_are_sanctions(
+    clf: Classifier, title: str, body: str
+) -> None:
+    assert "sanctions" in tags(clf, title, body)

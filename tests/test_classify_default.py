@@ -138,9 +138,11 @@ def test_own_examples_generalise(clf: Classifier) -> None:
     assert report.false_alarms == []
 
 
-def test_blind_holdout_set(clf: Classifier) -> None:
-    """50 articles written by someone who never read the rules (tests/data)."""
-    path = Path(__file__).resolve().parent / "data" / "holdout_articles.jsonl"
+@pytest.mark.parametrize("name", ["holdout_articles.jsonl", "holdout2_articles.jsonl"])
+def test_blind_holdout_sets(clf: Classifier, name: str) -> None:
+    """Articles written by someone who never read the rules (tests/data): 50 in session 1
+    (first run micro-F1 0.952), 40 in session 2 (first run 0.943, no false alarm)."""
+    path = Path(__file__).resolve().parent / "data" / name
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     report = evaluate(clf, _labelled(rows))
     assert report.micro.f1 >= 0.90

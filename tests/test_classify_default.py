@@ -138,10 +138,12 @@ def test_own_examples_generalise(clf: Classifier) -> None:
     assert report.false_alarms == []
 
 
-@pytest.mark.parametrize("name", ["holdout_articles.jsonl", "holdout2_articles.jsonl"])
+@pytest.mark.parametrize(
+    "name", ["holdout_articles.jsonl", "holdout2_articles.jsonl", "holdout3_articles.jsonl"]
+)
 def test_blind_holdout_sets(clf: Classifier, name: str) -> None:
     """Articles written by someone who never read the rules (tests/data): 50 in session 1
-    (first run micro-F1 0.952), 40 in session 2 (first run 0.943, no false alarm)."""
+    (first run micro-F1 0.952), 40 + 40 in session 2 (first runs 0.943 and 0.914)."""
     path = Path(__file__).resolve().parent / "data" / name
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     report = evaluate(clf, _labelled(rows))

@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 .PHONY: up test install lint prometheus bench clean
 
 # The classifier's hot modules are compiled at install (setup.py): an edit reinstalls.
-HOT := services/classify/matcher.py services/classify/segment.py services/classify/classifier.py
+HOT := services/classify/matcher.py services/classify/segment.py services/classify/classifier.py \
+       services/classify/buildinfo.py
 
 $(STAMP): pyproject.toml setup.py $(HOT)
 	$(PYTHON) -m venv $(VENV)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import services.classify as package
-from services.classify import BUILD_RECORD, HOT_MODULES, _compiled_is_current, source_hashes
+from services.classify import _compiled_is_current
+from services.classify.buildinfo import BUILD_RECORD, HOT_MODULES, source_hashes
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "dev_articles.jsonl"
 PACKAGED = Path(package.__file__).parent / "data" / "examples.jsonl"

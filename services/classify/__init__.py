@@ -12,24 +12,13 @@ compiles them again.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
 
-#: Compiled together (mypyc calls between them directly), so used or skipped together.
-HOT_MODULES = ("matcher", "segment", "classifier")
-#: Written by setup.py: {module: sha256 of the source it compiled}.
-BUILD_RECORD = "_compiled.json"
-
-
-def source_hashes(directory: Path) -> dict[str, str]:
-    return {
-        name: hashlib.sha256((directory / f"{name}.py").read_bytes()).hexdigest()
-        for name in HOT_MODULES
-    }
+from services.classify.buildinfo import BUILD_RECORD, HOT_MODULES, source_hashes
 
 
 def _compiled_is_current(directory: Path) -> bool:

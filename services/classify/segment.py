@@ -66,9 +66,6 @@ class Layout:
     def sentence_of(self, pos: int) -> int:
         return bisect.bisect_right(self.sentence_ends, pos)
 
-    def is_chrome(self, pos: int) -> bool:
-        return self.sentence_of(pos) in self.chrome_sentences
-
 
 def is_prose_line(line: str) -> bool:
     """Does this body line read like article text rather than page furniture?"""

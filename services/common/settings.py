@@ -89,6 +89,15 @@ class Settings(BaseSettings):
         default=False, description="Allow feeds on loopback/private addresses (dev and tests)."
     )
 
+    shutdown_grace: float = Field(
+        default=15.0,
+        gt=0,
+        description=(
+            "Seconds a service that must restart (its stream subscriber died) waits for a clean "
+            "shutdown before it exits anyway."
+        ),
+    )
+
     # --- Classify ---------------------------------------------------------------------------
     taxonomy_path: Path | None = Field(
         default=None, description="Taxonomy file or folder; unset means the packaged default."

@@ -18,7 +18,13 @@ from services.common.streams import GROUP_INGEST
 from services.ingest.api import build_feeds_router, build_rejected_router, build_router
 from services.ingest.feed_poller import FeedMetrics, FeedPoller, FeedRegistry
 from services.ingest.normalize import normalize_submission
-from services.ingest.pipeline import IngestMetrics, IngestPipeline, Outcome, rejected
+from services.ingest.pipeline import (
+    REJECTED_MAXLEN,
+    IngestMetrics,
+    IngestPipeline,
+    Outcome,
+    rejected,
+)
 from services.ingest.rejected import RejectedStore
 
 log = logging.getLogger(__name__)
@@ -33,6 +39,11 @@ DESCRIPTION = (
 def create_app(settings: Settings) -> FastAPI:
     runtime = Runtime(
         settings, "ingest", description=DESCRIPTION, body_limit=settings.max_request_bytes
+    )
+    runtime.keep_window(
+        runtime.names.rejected,
+        settings.dead_letters_window_days,
+        min(settings.dead_letters_window_max, REJECTED_MAXLEN),
     )
     pipeline = IngestPipeline(
         runtime.redis, runtime.names, settings, IngestMetrics(runtime.registry)
@@ -59,7 +70,12 @@ def create_app(settings: Settings) -> FastAPI:
     runtime.on_startup(warm_up)
     document_streams(runtime)
 
-    feeds = FeedRegistry(runtime.redis, runtime.names)
+    feeds = FeedRegistry(
+        runtime.redis,
+        runtime.names,
+        seen_days=settings.feed_seen_days,
+        seen_max=settings.feed_seen_max,
+    )
     poller = FeedPoller(feeds, pipeline, settings, FeedMetrics(runtime.registry))
     runtime.run_in_background("feeds", poller.run)
 

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "services.notify.cli_match",
     "services.asyncapi",
     "services.pipeline_bench",
+    "services.harness.cli",
 )
 
 

@@ -105,4 +105,3 @@ def test_prometheus_scrapes_ingest_counters_and_stream_gauges(
     # Stream gauges: everything consumed, nothing pending.
     lag = 'topicwatch_stream_lag{stream="topicwatch:articles:ingest",group="ingest"}'
     assert query(prometheus, lag, want=0) == 0
-

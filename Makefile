@@ -39,6 +39,7 @@ prometheus:
 lint: install
 	$(BIN)/ruff check services tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/topicwatch bench classify

@@ -12,7 +12,6 @@ import importlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,8 +20,9 @@ from types import FrameType
 from typing import Any
 
 from services.common.settings import Settings, load_settings
+from services.supervisor import SERVICES, Backoff, Supervisor
 
-SERVICES = ("ingest", "classify", "notify")
+__all__ = ["SERVICES", "Supervisor", "build_parser", "main"]
 
 #: Modules that add sub-commands (each has ``register(subparsers)``); missing ones are skipped
 #: only if the module does not exist at all.
@@ -79,57 +79,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-class Supervisor:
-    """Runs the services as child processes, restarts any that dies, stops all on a signal."""
-
-    def __init__(
-        self, env: dict[str, str], services: tuple[str, ...] = SERVICES, *, quiet: bool = False
-    ) -> None:
-        self.env = env
-        self.services = services
-        self.output = subprocess.DEVNULL if quiet else None
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
-        self.restarts: dict[str, int] = dict.fromkeys(services, 0)
-        self.stopping = False
-
-    def spawn(self, service: str) -> None:
-        argv = [sys.executable, "-m", "services.cli", "serve", service]
-        self.children[service] = subprocess.Popen(  # noqa: S603 - our own CLI
-            argv, env=self.env, stdout=self.output, stderr=self.output
-        )
-
-    def start(self) -> None:
-        for service in self.services:
-            self.spawn(service)
-
-    def poll(self) -> None:
-        for service, child in list(self.children.items()):
-            code = child.poll()
-            if code is None or self.stopping:
-                continue
-            self.restarts[service] += 1
-            delay = min(2 ** min(self.restarts[service], 5), 30)
-            print(
-                f"topicwatch: {service} exited with {code}; restarting in {delay}s",
-                file=sys.stderr,
-            )
-            time.sleep(delay)
-            self.spawn(service)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self.stopping = True
-        for child in self.children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for child in self.children.values():
-            try:
-                child.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     """Embedded Redis (unless TOPICWATCH_REDIS_URL is set) and the three services."""
     settings = load_settings()
@@ -152,7 +101,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"redis    {server.url} (embedded, data in {server.data_dir})")
     else:
         print("redis    (TOPICWATCH_REDIS_URL)")
-    supervisor = Supervisor(env)
+    supervisor = Supervisor(
+        env,
+        backoff=Backoff(
+            first=settings.restart_delay,
+            maximum=settings.restart_delay_max,
+            healthy_after=settings.restart_healthy_after,
+        ),
+    )
     stop_requested = False
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

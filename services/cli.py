@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from services.common.cli_errors import describe
 from services.common.settings import Settings, load_settings
 from services.supervisor import SERVICES, Backoff, Supervisor
 
@@ -31,6 +33,7 @@ COMMAND_MODULES = (
     "services.classify.cli",
     "services.notify.cli",
     "services.notify.cli_match",
+    "services.notify.cli_subscriptions",
     "services.pipeline_bench",
 )
 
@@ -149,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="topicwatch",
         description="Event-stream alerting for people who watch the news for a living.",
     )
+    parser.add_argument("--version", action="version", version=f"topicwatch {_version()}")
+    parser.add_argument(
+        "--traceback",
+        action="store_true",
+        help="show the Python traceback of an ordinary error (missing file, service down...)",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = subparsers.add_parser(
         "up", help="start Redis (embedded unless configured) and all services"
@@ -175,7 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    """The installed distribution's version (what pip and bug reports know it by)."""
+    try:
+        return importlib.metadata.version("topicwatch")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: run `make install`)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; an ordinary failure (see ``cli_errors.describe``) is one line on
+    stderr and a non-zero exit, whichever command hit it."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -184,6 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:
+        described = describe(exc)
+        if described is None or args.traceback:
+            raise
+        message, status = described
+        print(f"topicwatch: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

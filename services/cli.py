@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "services.notify.cli",
     "services.notify.cli_match",
     "services.notify.cli_subscriptions",
+    "services.asyncapi",
     "services.pipeline_bench",
 )
 

@@ -35,7 +35,7 @@ from redis.exceptions import ResponseError
 
 from services.common.models import DeadLetter
 from services.common.settings import Settings
-from services.common.streams import DATA_FIELD, encode
+from services.common.streams import DATA_FIELD, as_text, encode
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ async def ensure_groups(client: aioredis.Redis, pairs: Iterable[tuple[str, str]]
 
 
 def _entry(entry_id: Any, fields: dict[bytes, bytes], deliveries: int = 1) -> Entry:
-    eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    eid = as_text(entry_id)
     data = fields.get(DATA_FIELD.encode())
     if data is None and b"data" in fields:  # legacy producers
         data = fields[b"data"]

@@ -15,7 +15,6 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
@@ -34,7 +33,7 @@ from services.common.http import (
 )
 from services.common.retention import trim_consumed
 from services.common.settings import Settings
-from services.common.streams import StreamNames
+from services.common.streams import StreamNames, as_text
 
 log = logging.getLogger(__name__)
 
@@ -222,13 +221,13 @@ class Runtime:
             length = await self.redis.xlen(consumer.stream)
             self.stream_length.labels(consumer.stream).set(length)
             for group in await self.redis.xinfo_groups(consumer.stream):
-                name = _s(group.get("name"))
+                name = as_text(group.get("name"))
                 if name != consumer.group:
                     continue
                 self.stream_pending.labels(consumer.stream, name).set(int(group["pending"]))
                 lag = group.get("lag")
                 if lag is None:  # Redis < 7 (or lag unknown): count after last-delivered-id
-                    last = _s(group.get("last-delivered-id")) or "0-0"
+                    last = as_text(group.get("last-delivered-id")) or "0-0"
                     lag = await self._count_after(keys=[consumer.stream], args=[f"({last}"])
                 self.stream_lag.labels(consumer.stream, name).set(int(lag))
 
@@ -239,10 +238,6 @@ LAG_COUNT_CAP = 100_000
 _COUNT_AFTER = f"""
 return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', {LAG_COUNT_CAP})
 """
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _exit_after(grace: float) -> None:

@@ -41,7 +41,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter
 
 from services.common.models import Alert, utcnow
-from services.common.streams import DATA_FIELD, StreamNames
+from services.common.streams import DATA_FIELD, StreamNames, as_text
 from services.notify.alerts import ALERT_TTL_SECONDS, AlertKeys, QueueItem, queue_member
 from services.notify.channels.base import (
     Channel,
@@ -261,7 +261,7 @@ class DeliveryWorker:
         raw = await self._claim(
             keys=[self.keys.due], args=[now, now + self.lease_seconds, self.claim_batch]
         )
-        sids = [_text(s) for s in raw]
+        sids = [as_text(s) for s in raw]
         return [sid for sid in sids if sid not in self._inflight]
 
     async def tick(self) -> int:
@@ -458,7 +458,7 @@ class DeliveryWorker:
                 self.names.alerts_dead, {DATA_FIELD: json.dumps(record)}
             )
             await self.client.set(
-                self.keys.dead_entry(alert.id), _text(entry_id), ex=ALERT_TTL_SECONDS
+                self.keys.dead_entry(alert.id), as_text(entry_id), ex=ALERT_TTL_SECONDS
             )
             self.metrics.dead_total.labels(channel if channel in CHANNELS else "none").inc()
             log.warning("alert %s dead-lettered: %s", alert.id, reason)
@@ -498,7 +498,7 @@ class DeliveryWorker:
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.attempts(alert_id), self.keys.dead_entry(alert_id))
             if dead_entry:
-                pipe.xdel(self.names.alerts_dead, _text(dead_entry))
+                pipe.xdel(self.names.alerts_dead, as_text(dead_entry))
             pipe.rpush(self.keys.queue(sid), queue_member(alert_id, now))
             pipe.zadd(self.keys.due, {sid: now}, nx=True)
             await pipe.execute()
@@ -552,7 +552,7 @@ async def list_dead_letters(
         fields = fields or {}
         raw = fields.get(DATA_FIELD.encode()) or fields.get(DATA_FIELD)
         if raw:
-            out.append(DeadLetterRecord(_text(entry_id), json.loads(raw)))
+            out.append(DeadLetterRecord(as_text(entry_id), json.loads(raw)))
     return out
 
 
@@ -582,7 +582,3 @@ async def replay_dead_letters(
 def _stub(alert_id: str, sid: str) -> Alert:
     """Only the id matters for a digest id; the alerts themselves are loaded when sending."""
     return Alert.model_construct(id=alert_id, subscription_id=sid)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

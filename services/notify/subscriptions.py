@@ -28,7 +28,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -46,7 +46,7 @@ from pydantic import (
     model_validator,
 )
 
-from services.common.models import ClassifiedArticle, Entity
+from services.common.models import ClassifiedArticle, Entity, utcnow
 from services.notify.query import Document, Query, QueryError, parse, tokenize
 
 EntityKind = Literal["system", "country", "organisation", "person", "other"]
@@ -64,10 +64,6 @@ MIN_SCORE_KEY = "m:"  # + tenth of the article's best topic score; "t<tenth>:<to
 _TOPIC_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def new_subscription_id() -> str:

@@ -30,8 +30,9 @@ from services.common.models import field_errors, utcnow
 from services.common.settings import Settings
 from services.common.ssrf import ResolutionError, UnsafeURLError, check_webhook_url
 from services.common.streams import DATA_FIELD, as_text
+from services.notify import deadletters
 from services.notify.alerts import AlertKeys
-from services.notify.delivery import DeliveryWorker, NotRedeliverable
+from services.notify.delivery import DeliveryWorker
 from services.notify.signing import generate_secret
 from services.notify.store import SubscriptionStore
 from services.notify.subscriptions import (
@@ -366,7 +367,7 @@ def build_router(
     @router.get("/alerts/{alert_id}", tags=["alerts"], dependencies=api_key)
     async def alert(alert_id: str) -> dict[str, Any]:
         """An alert with its delivery attempts (when it was sent alone) and dead-letter state."""
-        found = await worker._alert(alert_id)
+        found = await worker.alert(alert_id)
         if found is None:
             raise HTTPException(404, detail=f"no alert {alert_id}")
         dead = await worker.client.get(worker.keys.dead_entry(alert_id))
@@ -382,9 +383,9 @@ def build_router(
     async def redeliver(alert_id: str) -> dict[str, Any]:
         """Queue an alert again (e.g. after a dead letter), with a fresh retry budget."""
         try:
-            if not await worker.redeliver(alert_id):
+            if not await deadletters.redeliver(worker, alert_id):
                 raise HTTPException(404, detail=f"no alert {alert_id}")
-        except NotRedeliverable as exc:
+        except deadletters.NotRedeliverable as exc:
             detail = f"{alert_id} cannot be delivered: {exc.reason}"
             raise HTTPException(409, detail=detail) from None
         return {"id": alert_id, "status": "queued"}

@@ -25,7 +25,13 @@ from faststream.specification import AsyncAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services import __version__
-from services.common.consumer import BatchHandler, StreamConsumer, consumer_name, ensure_groups
+from services.common.consumer import (
+    BatchHandler,
+    DeadLetters,
+    StreamConsumer,
+    consumer_name,
+    ensure_groups,
+)
 from services.common.http import (
     add_field_error_format,
     add_health_and_metrics,
@@ -83,6 +89,12 @@ class Runtime:
             "Stream entries dead-lettered after max deliveries.",
             ["service", "stream"],
             registry=self.registry,
+        )
+        #: For handlers that dead-letter an entry themselves (a payload that can never parse).
+        self.dead_letters = DeadLetters(
+            self.redis,
+            self.names.dead_letters,
+            on_dead_letter=lambda s: self.dead_letters_total.labels(self.service, s).inc(),
         )
         self.stream_length = Gauge(
             "topicwatch_stream_length", "Entries in a stream.", ["stream"], registry=self.registry

@@ -71,6 +71,7 @@ async def test_one_alert_per_match_replays_create_nothing_twice_bad_entries_dead
         clock=clock,
     )
     handle = NotifyEntries(
+        redis=aredis,
         names=names,
         index=SubscriptionIndex(store, Percolator()),
         stories=RedisNearDuplicates(aredis, "hx"),

@@ -28,16 +28,20 @@ def create_app(settings: Settings) -> FastAPI:
         interval=settings.taxonomy_reload_interval,
     )
     runtime.http.state.classifier = holder
+    metrics = ClassifyMetrics(runtime.registry)
+    metrics.known_topics(holder.topic_ids)
     handle_entries = ClassifyEntries(
         redis=runtime.redis,
         names=runtime.names,
         holder=holder,
         dead_letters=runtime.dead_letters,
-        metrics=ClassifyMetrics(runtime.registry),
+        metrics=metrics,
     )
     runtime.consume(runtime.names.accepted, GROUP_CLASSIFY, handle_entries)
     runtime.run_in_background("taxonomy-reload", holder.watch)
-    announcer = TaxonomyAnnouncer(redis=runtime.redis, names=runtime.names, holder=holder)
+    announcer = TaxonomyAnnouncer(
+        redis=runtime.redis, names=runtime.names, holder=holder, metrics=metrics
+    )
     runtime.run_in_background("taxonomy-announce", announcer.run)
     runtime.http.include_router(build_router(holder))
     return runtime.http

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -51,6 +51,12 @@ class ClassifyMetrics:
         )
         for outcome in ("tagged", "untagged", "invalid"):
             self.articles_total.labels(outcome)
+
+    def known_topics(self, topic_ids: Iterable[str]) -> None:
+        """Start each topic's series at 0, so that increase() sees its first tag (and a
+        reload that brings new topics starts theirs too)."""
+        for topic_id in topic_ids:
+            self.topics_total.labels(topic_id)
 
 
 class ClassifyEntries:
@@ -113,11 +119,17 @@ class TaxonomyAnnouncer:
     """Keeps ``{prefix}:taxonomy`` naming the topics in use: JSON ``{version, topics}``."""
 
     def __init__(
-        self, *, redis: aioredis.Redis, names: StreamNames, holder: ClassifierHolder
+        self,
+        *,
+        redis: aioredis.Redis,
+        names: StreamNames,
+        holder: ClassifierHolder,
+        metrics: ClassifyMetrics | None = None,
     ) -> None:
         self.redis = redis
         self.names = names
         self.holder = holder
+        self.metrics = metrics
         self.announced: str | None = None
 
     async def announce(self) -> bool:
@@ -127,6 +139,8 @@ class TaxonomyAnnouncer:
             return False
         ids = [str(t["id"]) for t in clf.topics_summary()]
         doc = json.dumps({"version": clf.version, "topics": ids})
+        if self.metrics is not None:
+            self.metrics.known_topics(ids)
         await self.redis.set(self.names.taxonomy, doc)
         self.announced = clf.version
         return True

@@ -69,6 +69,7 @@ def create_app(
         clock=clock,
     )
     handle_entries = NotifyEntries(
+        redis=runtime.redis,
         names=runtime.names,
         index=index,
         stories=stories,
@@ -79,6 +80,9 @@ def create_app(
     )
     runtime.consume(runtime.names.classified, GROUP_NOTIFY, handle_entries)
     runtime.run_in_background("delivery", worker.run)
+    runtime.refresh_gauges(worker.refresh_backlog)
+    runtime.on_startup(handle_entries.refresh_known_topics)
+    runtime.refresh_gauges(handle_entries.refresh_known_topics)
     for channel in channels.values():
         runtime.on_shutdown(channel.aclose)
     runtime.http.include_router(

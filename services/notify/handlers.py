@@ -10,8 +10,10 @@ replays the entry, and replays create nothing twice.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
+import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
@@ -43,6 +45,13 @@ class NotifyMetrics:
         )
         for outcome in ("new", "duplicate", "folded"):
             self.alerts_total.labels(outcome)
+        self.topic_alerts_total = Counter(
+            "topicwatch_notify_topic_alerts_total",
+            "New alerts by topic of their article: the topics classify announced, else 'other'.",
+            ["topic"],
+            registry=registry,
+        )
+        self.topic_alerts_total.labels("other")
 
 
 def build_alert(subscription: Subscription, article: ClassifiedArticle) -> Alert:
@@ -54,6 +63,7 @@ def build_alert(subscription: Subscription, article: ClassifiedArticle) -> Alert
             id=a.id, title=a.title, url=a.url, source=a.source, published_at=a.published_at
         ),
         topics=[AlertTopic(id=t.id, score=t.score) for t in article.topics],
+        ingested_at=a.ingested_at,
     )
 
 
@@ -63,6 +73,7 @@ class NotifyEntries:
     def __init__(
         self,
         *,
+        redis: aioredis.Redis,
         names: StreamNames,
         index: SubscriptionIndex,
         stories: RedisNearDuplicates,
@@ -71,6 +82,7 @@ class NotifyEntries:
         dead_letters: DeadLetters,
         metrics: NotifyMetrics,
     ) -> None:
+        self.redis = redis
         self.names = names
         self.index = index
         self.stories = stories
@@ -78,6 +90,16 @@ class NotifyEntries:
         self.worker = worker
         self.dead_letters = dead_letters
         self.metrics = metrics
+        self.known_topics: set[str] = set()
+
+    async def refresh_known_topics(self) -> None:
+        """Label values are the announced taxonomy's topics, so a stray topic id in a stream
+        entry cannot add a series; a new topic's series starts at 0 once announced."""
+        raw = await self.redis.get(self.names.taxonomy)
+        topics = set(json.loads(raw).get("topics", [])) if raw else set()
+        for topic in topics - self.known_topics:
+            self.metrics.topic_alerts_total.labels(topic)
+        self.known_topics.update(topics)
 
     async def __call__(self, entries: Sequence[Entry]) -> list[str]:
         percolator = await self.index.current()
@@ -106,6 +128,10 @@ class NotifyEntries:
                 )
                 created_any = created_any or outcome != "duplicate"
                 self.metrics.alerts_total.labels(outcome).inc()
+                if outcome == "new":
+                    for topic in article.topic_ids():
+                        known = topic if topic in self.known_topics else "other"
+                        self.metrics.topic_alerts_total.labels(known).inc()
             done.append(entry.id)
         if created_any:
             self.worker.wake()

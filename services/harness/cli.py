@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from dataclasses import asdict
 from typing import Any
@@ -17,9 +18,20 @@ def _progress(message: str) -> None:
     print(f"... {message}", file=sys.stderr, flush=True)
 
 
+def _stop_cleanly_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so the private Redis and the service processes are
+    stopped rather than left running."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def cmd_soak(args: argparse.Namespace) -> int:
     from services.harness import soak
 
+    _stop_cleanly_on_sigterm()
     result = soak.run(args.articles, seed=args.seed, timeout=args.timeout, progress=_progress)
     print(soak.report(result))
     return 1 if result.violations else 0
@@ -28,6 +40,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
 def cmd_chaos(args: argparse.Namespace) -> int:
     from services.harness import chaos
 
+    _stop_cleanly_on_sigterm()
     config = chaos.ChaosConfig(
         articles=args.articles,
         seed=args.seed,

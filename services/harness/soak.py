@@ -201,7 +201,7 @@ def run(
             auditor = Auditor(stack.redis_url, names).start()
             time.sleep(2.5)  # one watchdog round: gauges and windows have run once
             before = snapshot(client, names)
-            items = generate(articles, seed=seed)
+            items = generate(articles, seed=seed, distinct_stories=False)
             say(f"publishing {articles:,} articles...")
             started = time.monotonic()
             publish(client, names, items)

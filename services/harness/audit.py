@@ -111,12 +111,17 @@ class Auditor:
     pipe runs, surviving Redis restarts; counts what it saw by input, article and alert id."""
 
     def __init__(self, url: str, names: StreamNames) -> None:
-        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        # Generous timeouts: a loaded Redis (a large backlog) may answer slowly.
+        self.client = redis.Redis.from_url(url, socket_timeout=60, socket_connect_timeout=5)
         self.names = names
         self.inputs: Counter[int] = Counter()  # ingest entries per input index ("n" field)
         self.accepted: Counter[str] = Counter()  # accepted entries per article id
         self.classified: Counter[str] = Counter()
         self.alerts: Counter[str] = Counter()  # alerts stream entries per alert id
+        #: The highest input number among classified articles (their URLs end with it): how
+        #: far the pipe has got, for a publisher that must not run too far ahead.
+        self.classified_upto = -1
+        self.lock = threading.Lock()
         self._alerts_from = "0-0"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="auditor")
@@ -136,9 +141,32 @@ class Auditor:
         return self
 
     def stop(self) -> None:
+        """Stop the reading thread, then read what is left (retrying through outages)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
-        self._thread.join(30)
+        self._thread.join(90)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if not self.step():
+                    break
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                time.sleep(0.5)
         self.client.close()
+
+    def alert_ids(self) -> set[str]:
+        with self.lock:
+            return set(self.alerts)
+
+    def caught_up(self, client: redis.Redis) -> bool:
+        """The alerts stream has been read to its end (the groups are checked apart)."""
+        try:
+            info: Any = client.xinfo_stream(self.names.alerts)
+        except redis.ResponseError:
+            return True
+        with self.lock:
+            return _id(self._alerts_from) >= _id(info["last-generated-id"])
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -166,19 +194,21 @@ class Auditor:
         for stream, entries in reply or []:
             name = _text(stream)
             ids = []
-            for entry_id, fields in entries:
-                ids.append(entry_id)
-                self._count(name, fields)
+            with self.lock:
+                for entry_id, fields in entries:
+                    ids.append(entry_id)
+                    self._count(name, fields)
             if ids:
                 self.client.xack(name, AUDIT_GROUP, *ids)
                 seen += len(ids)
         alerts: Any = self.client.xread({self.names.alerts: self._alerts_from}, count=1000)
-        for _stream, entries in alerts or []:
-            for entry_id, fields in entries:
-                self._alerts_from = _text(entry_id)
-                data = json.loads(fields[DATA_FIELD.encode()])
-                self.alerts[str(data["id"])] += 1
-                seen += 1
+        with self.lock:
+            for _stream, entries in alerts or []:
+                for entry_id, fields in entries:
+                    self._alerts_from = _text(entry_id)
+                    data = json.loads(fields[DATA_FIELD.encode()])
+                    self.alerts[str(data["id"])] += 1
+                    seen += 1
         return seen
 
     def _count(self, stream: str, fields: dict[bytes, bytes]) -> None:
@@ -189,7 +219,11 @@ class Auditor:
         if stream == self.names.accepted:
             self.accepted[str(data["id"])] += 1
         else:
-            self.classified[str(data["article"]["id"])] += 1
+            article = data["article"]
+            self.classified[str(article["id"])] += 1
+            tail = str(article.get("url") or "").rsplit("/", 1)[-1]
+            if tail.isdigit():
+                self.classified_upto = max(self.classified_upto, int(tail))
 
 
 def group_done(client: redis.Redis, stream: str, group: str) -> bool:

@@ -144,7 +144,7 @@ def publish_paced(
     on_progress: Any,
 ) -> None:
     """Publish at ``rate`` per second, in small MULTI/EXEC batches, retrying through outages."""
-    client = redis.Redis.from_url(stack.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    client = redis.Redis.from_url(stack.redis_url, socket_timeout=30, socket_connect_timeout=2)
     chunk = max(1, int(rate / 10))
     started = time.monotonic()
     done = 0
@@ -187,11 +187,10 @@ def drained(
         (names.accepted, AUDIT_GROUP),
         (names.classified, AUDIT_GROUP),
     ]
-    if not all(group_done(client, s, g) for s, g in pairs):
+    if not all(group_done(client, s, g) for s, g in pairs) or not auditor.caught_up(client):
         return False
-    auditor.step()
     settled = receiver.delivered() | dead_alert_ids(client, names)
-    return set(auditor.alerts) <= settled and expected.alerts <= settled
+    return auditor.alert_ids() <= settled and expected.alerts <= settled
 
 
 def dead_alert_ids(client: redis.Redis, names: StreamNames) -> set[str]:
@@ -223,7 +222,7 @@ def run(config: ChaosConfig, *, workdir: Path | None = None, progress: Any = Non
         receiver = Receiver()
         say("starting redis (append-only) and the services...")
         stack.start()
-        client = redis.Redis.from_url(stack.redis_url, socket_timeout=10)
+        client = redis.Redis.from_url(stack.redis_url, socket_timeout=60)
         auditor: Auditor | None = None
         chaos: Chaos | None = None
         try:
@@ -319,7 +318,7 @@ def _account(
     items: list[Item],
     is_drained: bool,
 ) -> ChaosResult:
-    auditor.step()
+    auditor.stop()
     by_n = {item.n: item for item in items}
     entries = sum(auditor.inputs.values())
     # What ingest must make of every entry: an input published twice (a MULTI/EXEC whose

@@ -13,8 +13,8 @@ import pytest
 import redis as redis_sync
 
 from services.classify.app import create_app
+from services.classify.loader import DATA_DIR, DEFAULT_TAXONOMY
 from services.classify.reload import _snapshot
-from services.classify.taxonomy import DATA_DIR, DEFAULT_TAXONOMY
 from services.common.models import Article, ClassifiedArticle, content_hash_for
 from services.common.settings import Settings
 from services.common.streams import DATA_FIELD, StreamNames, encode
@@ -161,6 +161,9 @@ def test_taxonomy_reloads_on_change_and_keeps_running_on_a_bad_file(
     assert isinstance(metrics, str)
     still = httpx.get(f"{classify_url}/v1/topics").json()
     assert still["taxonomy_version"] == current and len(still["topics"]) == 11
+    # Only the version in use has a series: the two replaced versions are gone, not at 0.
+    info = [line for line in metrics.splitlines() if line.startswith("topicwatch_taxonomy_info")]
+    assert info == [f'topicwatch_taxonomy_info{{version="{current}"}} 1.0']
     dry = httpx.post(
         f"{classify_url}/v1/classify",
         json={"title": "Turkey buys S-400", "body": "Turkey bought more S-400 batteries."},

@@ -15,7 +15,6 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
@@ -23,18 +22,30 @@ from faststream import FastStream
 from faststream.redis import RedisBroker
 from faststream.redis.prometheus import RedisPrometheusMiddleware
 from faststream.specification import AsyncAPI
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import Counter, Gauge
 
 from services import __version__
-from services.common.consumer import BatchHandler, StreamConsumer, consumer_name, ensure_groups
+from services.common.consumer import (
+    BatchHandler,
+    DeadLetters,
+    StreamConsumer,
+    consumer_name,
+    ensure_groups,
+)
 from services.common.http import (
     add_field_error_format,
     add_health_and_metrics,
     add_request_limits,
 )
+from services.common.metrics import (
+    HttpMetrics,
+    HttpMetricsMiddleware,
+    drop_unused_broker_metrics,
+    process_registry,
+)
 from services.common.retention import trim_consumed
 from services.common.settings import Settings
-from services.common.streams import StreamNames
+from services.common.streams import StreamNames, as_text
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +68,14 @@ class Runtime:
         self.settings = settings
         self.service = service
         self.names = StreamNames(settings.stream_prefix)
-        self.registry = CollectorRegistry()
+        self.registry = process_registry()
         self.consumer = consumer_name(service)
         self.broker = RedisBroker(
             settings.redis_url,
             middlewares=[RedisPrometheusMiddleware(registry=self.registry, app_name=service)],
             log_level=logging.DEBUG,
         )
+        drop_unused_broker_metrics(self.registry)
         self.faststream = FastStream(
             self.broker,
             specification=AsyncAPI(
@@ -78,12 +90,19 @@ class Runtime:
         self.background: list[tuple[str, BackgroundTask]] = []
         self.shutdown_hooks: list[BackgroundTask] = []
         self.startup_hooks: list[BackgroundTask] = []
+        self.gauge_hooks: list[BackgroundTask] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.dead_letters_total = Counter(
             "topicwatch_dead_letters_total",
-            "Stream entries dead-lettered after max deliveries.",
-            ["service", "stream"],
+            "Stream entries dead-lettered (bad entry, or failed max deliveries), by source stream.",
+            ["stream"],
             registry=self.registry,
+        )
+        #: For handlers that dead-letter an entry themselves (a payload that can never parse).
+        self.dead_letters = DeadLetters(
+            self.redis,
+            self.names.dead_letters,
+            on_dead_letter=lambda s: self.dead_letters_total.labels(self.service, s).inc(),
         )
         self.stream_length = Gauge(
             "topicwatch_stream_length", "Entries in a stream.", ["stream"], registry=self.registry
@@ -116,6 +135,11 @@ class Runtime:
         add_request_limits(self.http, settings, body_limit)
         add_health_and_metrics(self.http, self)
         add_field_error_format(self.http)
+        # Added last, so it is the outermost layer: it also times and counts the 413s that the
+        # body limit answers before routing.
+        self.http.add_middleware(
+            HttpMetricsMiddleware, metrics=HttpMetrics(self.registry), routes=self.http.routes
+        )
 
     # --- wiring ----------------------------------------------------------------------------
     def consume(self, stream: str, group: str, handler: BatchHandler) -> StreamConsumer:
@@ -128,8 +152,10 @@ class Runtime:
             consumer=self.consumer,
             dead_letter_stream=self.names.dead_letters,
             handler=handler,
-            on_dead_letter=lambda s: self.dead_letters_total.labels(self.service, s).inc(),
+            on_dead_letter=lambda s: self.dead_letters_total.labels(s).inc(),
         )
+        # The series exists at 0 from the start, so increase() sees the very first dead letter.
+        self.dead_letters_total.labels(stream)
         consumer.register(self.broker)
         self.consumers.append(consumer)
         return consumer
@@ -141,6 +167,10 @@ class Runtime:
     def on_startup(self, hook: BackgroundTask) -> None:
         """Run ``hook`` before consuming starts (and before /healthz answers 200)."""
         self.startup_hooks.append(hook)
+
+    def refresh_gauges(self, hook: BackgroundTask) -> None:
+        """Run ``hook`` every watchdog tick (2 s) to set gauges read from Redis (backlogs)."""
+        self.gauge_hooks.append(hook)
 
     def on_shutdown(self, hook: BackgroundTask) -> None:
         """Run ``hook`` when the process stops (close clients, flush state)."""
@@ -205,6 +235,9 @@ class Runtime:
                 return
             with contextlib.suppress(Exception):
                 await self.refresh_stream_gauges()
+            for hook in self.gauge_hooks:
+                with contextlib.suppress(Exception):
+                    await hook()
             if self.settings.stream_retention:
                 with contextlib.suppress(Exception):
                     await self.apply_retention(self.settings.stream_retention)
@@ -222,13 +255,13 @@ class Runtime:
             length = await self.redis.xlen(consumer.stream)
             self.stream_length.labels(consumer.stream).set(length)
             for group in await self.redis.xinfo_groups(consumer.stream):
-                name = _s(group.get("name"))
+                name = as_text(group.get("name"))
                 if name != consumer.group:
                     continue
                 self.stream_pending.labels(consumer.stream, name).set(int(group["pending"]))
                 lag = group.get("lag")
                 if lag is None:  # Redis < 7 (or lag unknown): count after last-delivered-id
-                    last = _s(group.get("last-delivered-id")) or "0-0"
+                    last = as_text(group.get("last-delivered-id")) or "0-0"
                     lag = await self._count_after(keys=[consumer.stream], args=[f"({last}"])
                 self.stream_lag.labels(consumer.stream, name).set(int(lag))
 
@@ -239,10 +272,6 @@ LAG_COUNT_CAP = 100_000
 _COUNT_AFTER = f"""
 return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', {LAG_COUNT_CAP})
 """
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _exit_after(grace: float) -> None:

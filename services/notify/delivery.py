@@ -23,7 +23,8 @@ takes over) and drains each one:
    * gone (HTTP 410) -> disable the subscription and dead-letter what is queued for it.
 
 Dead letters (``alerts:dead``) are replayed by ``POST /v1/alerts/{id}/redeliver`` or
-``topicwatch dead-letters replay``: the alert is queued again with a fresh retry budget.
+``topicwatch dead-letters replay`` (``deadletters.py``): the alert is queued again with a fresh
+retry budget.
 """
 
 from __future__ import annotations
@@ -32,17 +33,18 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.models import Alert, utcnow
-from services.common.streams import DATA_FIELD, StreamNames
-from services.notify.alerts import ALERT_TTL_SECONDS, AlertKeys, QueueItem, queue_member
+from services.common.streams import DATA_FIELD, StreamNames, as_text
+from services.notify.alerts import ALERT_TTL_SECONDS, AlertKeys, QueueItem
 from services.notify.channels.base import (
     Channel,
     DeliveryOutcome,
@@ -92,6 +94,15 @@ return 0
 
 CHANNELS = ("webhook", "email")
 OUTCOMES = ("delivered", "retryable", "permanent", "gone")
+KINDS = ("alert", "digest")
+
+#: One send: a webhook answering in milliseconds up to the webhook timeout and beyond (SMTP).
+SEND_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+#: Ingested -> delivered: about a second when all is well, hours for a digest or after retries.
+END_TO_END_BUCKETS = (
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+    7200.0, 21600.0, 86400.0,
+)  # fmt: skip
 
 
 class DeliveryMetrics:
@@ -114,11 +125,44 @@ class DeliveryMetrics:
             ["kind", "reason"],
             registry=registry,
         )
+        self.send_seconds = Histogram(
+            "topicwatch_notify_delivery_duration_seconds",
+            "Time one delivery attempt took (the webhook request, or the SMTP exchange),"
+            " by channel and outcome.",
+            ["channel", "outcome"],
+            registry=registry,
+            buckets=SEND_BUCKETS,
+        )
+        self.end_to_end_seconds = Histogram(
+            "topicwatch_end_to_end_seconds",
+            "From the article's ingestion to the delivery of its alert, by channel and kind"
+            " (a digest waits for its window on purpose).",
+            ["channel", "kind"],
+            registry=registry,
+            buckets=END_TO_END_BUCKETS,
+        )
+        self.backlog = Gauge(
+            "topicwatch_notify_delivery_backlog",
+            "Subscriptions with alerts queued for delivery: due now (state=due) or waiting"
+            " for a digest window, rate limit, mute, retry delay or a worker's lease (waiting).",
+            ["state"],
+            registry=registry,
+        )
+        self.oldest_due_seconds = Gauge(
+            "topicwatch_notify_delivery_oldest_due_seconds",
+            "How long the subscription due the longest has been waiting for a worker (0: none).",
+            registry=registry,
+        )
         for channel in (*CHANNELS, "none"):
             self.dead_total.labels(channel)
         for channel in CHANNELS:
             for outcome in OUTCOMES:
                 self.attempts_total.labels(channel, outcome)
+                self.send_seconds.labels(channel, outcome)
+            for kind in KINDS:
+                self.end_to_end_seconds.labels(channel, kind)
+        for state in ("due", "waiting"):
+            self.backlog.labels(state)
         for kind in ("alert", "digest"):
             for reason in ("immediate", "digest", "rate_limit", "muted"):
                 self.notifications_total.labels(kind, reason)
@@ -261,7 +305,7 @@ class DeliveryWorker:
         raw = await self._claim(
             keys=[self.keys.due], args=[now, now + self.lease_seconds, self.claim_batch]
         )
-        sids = [_text(s) for s in raw]
+        sids = [as_text(s) for s in raw]
         return [sid for sid in sids if sid not in self._inflight]
 
     async def tick(self) -> int:
@@ -329,11 +373,16 @@ class DeliveryWorker:
             if channel is None:
                 outcome = DeliveryOutcome.permanent(f"no {destination.kind} channel configured")
             else:
+                started = time.perf_counter()
                 outcome = await channel.send(notification, destination)
+                self.metrics.send_seconds.labels(destination.kind, outcome.status.value).observe(
+                    time.perf_counter() - started
+                )
             kind = destination.kind
             attempts = await self._record(flight.id, outcome)
             self.metrics.attempts_total.labels(kind, outcome.status.value).inc()
             if outcome.status is OutcomeStatus.DELIVERED:
+                self._observe_end_to_end(kind, flight.digest, alerts)
                 await self._complete_flight(sid, flight)
                 await self._renew(sid)
                 continue
@@ -345,11 +394,41 @@ class DeliveryWorker:
                 why = f"gave up after {attempts} attempts: {outcome.reason}"
                 await self._dead_letter(flight, alerts, kind, why)
             elif outcome.status is OutcomeStatus.GONE:
-                await self.disable(subscription, f"endpoint gone: {outcome.reason}")
-                await self._dead_letter(flight, alerts, kind, f"endpoint gone: {outcome.reason}")
+                why = f"endpoint gone: {outcome.reason}"
+                if await self.disable(sid, destination.address, why) == "moved":
+                    # The owner pointed the subscription elsewhere while this was sent: the
+                    # old endpoint being gone says nothing about the new one. Send it there.
+                    seen_version = None
+                    continue
+                await self._dead_letter(flight, alerts, kind, why)
             else:
                 await self._dead_letter(flight, alerts, kind, f"permanent: {outcome.reason}")
             await self._complete_flight(sid, flight)
+
+    def _observe_end_to_end(self, channel: str, digest: bool, alerts: Sequence[Alert]) -> None:
+        """Ingested -> delivered, once per alert (alerts from before ingested_at: skipped)."""
+        now = self.clock()
+        histogram = self.metrics.end_to_end_seconds.labels(channel, "digest" if digest else "alert")
+        for alert in alerts:
+            at = alert.ingested_at
+            if at is None:
+                continue
+            if at.tzinfo is None:  # written by ingest in UTC; a naive value is UTC too
+                at = at.replace(tzinfo=UTC)
+            histogram.observe(max(0.0, (now - at).total_seconds()))
+
+    async def refresh_backlog(self) -> None:
+        """Set the backlog gauges from the ``due`` sorted set (three cheap commands)."""
+        now = self.now()
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zcount(self.keys.due, "-inf", now)
+            pipe.zcard(self.keys.due)
+            pipe.zrange(self.keys.due, 0, 0, withscores=True)
+            due, total, oldest = await pipe.execute()
+        self.metrics.backlog.labels("due").set(due)
+        self.metrics.backlog.labels("waiting").set(total - due)
+        age = now - float(oldest[0][1]) if oldest else 0.0
+        self.metrics.oldest_due_seconds.set(max(0.0, age))
 
     async def _plan(
         self, sid: str, subscription: Subscription | None
@@ -458,131 +537,46 @@ class DeliveryWorker:
                 self.names.alerts_dead, {DATA_FIELD: json.dumps(record)}
             )
             await self.client.set(
-                self.keys.dead_entry(alert.id), _text(entry_id), ex=ALERT_TTL_SECONDS
+                self.keys.dead_entry(alert.id), as_text(entry_id), ex=ALERT_TTL_SECONDS
             )
             self.metrics.dead_total.labels(channel if channel in CHANNELS else "none").inc()
             log.warning("alert %s dead-lettered: %s", alert.id, reason)
 
-    async def disable(self, subscription: Subscription, reason: str) -> None:
-        """Mark the subscription disabled (it stops matching) with the reason for its owner."""
-        changed = subscription.model_copy(
-            update={"disabled": True, "disabled_reason": reason, "updated_at": self.clock()}
-        )
-        await self.store.put(changed)
+    async def disable(self, sid: str, address: str, reason: str) -> str:
+        """Mark the subscription disabled (it stops matching) with the reason for its owner.
 
-    # --- replay ----------------------------------------------------------------------------
-
-    async def redeliver(self, alert_id: str, *, restore: Alert | None = None) -> bool:
-        """Queue an existing alert again (after a fix), with a fresh retry budget.
-
-        ``restore`` re-creates the alert record from a dead letter when it has expired.
-        Its dead-letter entry, if any, is removed: it is no longer dead. False when there is
-        no such alert; :class:`NotRedeliverable` when its subscription has nowhere to send it
-        (queuing it would only dead-letter it again, without its attempt log).
+        Applied to the subscription as stored *now* (``store.update``), never to the copy read
+        before the send: that copy is up to a send timeout old, and writing it back reverted a
+        PATCH made meanwhile or brought back a subscription deleted meanwhile. Returns
+        ``"disabled"``, ``"deleted"`` (nothing to disable: it stays deleted) or ``"moved"``
+        (its destination is no longer ``address``, the endpoint that said it is gone: the
+        owner's newer choice wins and the subscription is left enabled).
         """
-        alert = await self._alert(alert_id)
-        expired = alert is None
-        alert = alert or restore
-        if alert is None:
-            return False
-        sid = alert.subscription_id
-        why = undeliverable_reason(await self.store.get(sid))
-        if why:
-            raise NotRedeliverable(why)
-        if expired:
-            await self.client.set(
-                self.keys.alert(alert_id), alert.model_dump_json(), ex=ALERT_TTL_SECONDS, nx=True
-            )
-        now = self.now()
-        dead_entry = await self.client.get(self.keys.dead_entry(alert_id))
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.attempts(alert_id), self.keys.dead_entry(alert_id))
-            if dead_entry:
-                pipe.xdel(self.names.alerts_dead, _text(dead_entry))
-            pipe.rpush(self.keys.queue(sid), queue_member(alert_id, now))
-            pipe.zadd(self.keys.due, {sid: now}, nx=True)
-            await pipe.execute()
-        self.wake()
-        return True
+        result = "deleted"
 
-    async def _alert(self, alert_id: str) -> Alert | None:
+        def change(current: Subscription) -> Subscription | None:
+            nonlocal result
+            if (current.webhook_url or current.email) != address:
+                result = "moved"
+                return None
+            result = "disabled"
+            if current.disabled:
+                return None
+            return current.model_copy(
+                update={"disabled": True, "disabled_reason": reason, "updated_at": self.clock()}
+            )
+
+        await self.store.update(sid, change)
+        if result == "moved":
+            log.info("subscription %s: %s, but it has a new destination since", sid, reason)
+        return result
+
+    async def alert(self, alert_id: str) -> Alert | None:
+        """The stored alert (None once it expired)."""
         raw = await self.client.get(self.keys.alert(alert_id))
         return Alert.model_validate_json(raw) if raw else None
-
-
-class NotRedeliverable(Exception):
-    """The alert exists but its subscription has nowhere to deliver it."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def undeliverable_reason(subscription: Subscription | None) -> str | None:
-    """Why alerts of this subscription cannot be sent now, or None when they can."""
-    if subscription is None:
-        return "its subscription was deleted"
-    if subscription.disabled:
-        return (
-            f"its subscription is disabled ({subscription.disabled_reason or 'by its owner'});"
-            ' fix the endpoint, then PATCH {"disabled": false} first'
-        )
-    if destination_of(subscription) is None:
-        return "its subscription has no webhook or e-mail (history and live stream only)"
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterRecord:
-    entry_id: str
-    data: dict[str, Any]
-
-    @property
-    def alert(self) -> Alert:
-        return Alert.model_validate(self.data["alert"])
-
-
-async def list_dead_letters(
-    client: aioredis.Redis, names: StreamNames, *, count: int = 100, start: str = "-"
-) -> list[DeadLetterRecord]:
-    """Dead-lettered alerts, oldest first."""
-    entries = await client.xrange(names.alerts_dead, start, "+", count=count) or []
-    out = []
-    for entry_id, fields in entries:
-        fields = fields or {}
-        raw = fields.get(DATA_FIELD.encode()) or fields.get(DATA_FIELD)
-        if raw:
-            out.append(DeadLetterRecord(_text(entry_id), json.loads(raw)))
-    return out
-
-
-async def replay_dead_letters(
-    worker: DeliveryWorker,
-    records: Sequence[DeadLetterRecord],
-    refused: dict[str, str] | None = None,
-) -> list[str]:
-    """Queue the dead-lettered alerts again; returns the alert ids queued. Alerts whose
-    subscription has nowhere to send them stay dead, with the reason in ``refused``."""
-    queued = []
-    for record in records:
-        alert = record.alert
-        try:
-            requeued = await worker.redeliver(alert.id, restore=alert)
-        except NotRedeliverable as exc:
-            if refused is not None:
-                refused[alert.id] = exc.reason
-            continue
-        if requeued:
-            # The entry may predate the dead-entry pointer (or it was overwritten): drop it too.
-            await worker.client.xdel(worker.names.alerts_dead, record.entry_id)
-            queued.append(alert.id)
-    return queued
 
 
 def _stub(alert_id: str, sid: str) -> Alert:
     """Only the id matters for a digest id; the alerts themselves are loaded when sending."""
     return Alert.model_construct(id=alert_id, subscription_id=sid)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -98,6 +98,16 @@ def test_own_wire_briefs_meet_the_target_and_known_alarms_only(clf: Classifier) 
             "terrorism",
         ),
         (
+            "Gunmen kill 12 at Paris magazine",
+            "Masked gunmen stormed the offices of a satirical weekly, killing 12 people.",
+            "terrorism",
+        ),
+        (
+            "IAEA chief heads to Tehran",
+            "Rafael Grossi will discuss access for inspectors with Iranian officials.",
+            "nuclear",
+        ),
+        (
             "Spending spree on weapons",
             "The government has spent $3 billion on tanks and artillery since 2020.",
             "arms-trade",
@@ -124,6 +134,11 @@ def test_one_strong_signal_in_a_brief_is_a_hit(
         ("Debate hijacked", "Protesters hijacked the debate with chants."),
         ("Staff enrichment", "The bank's staff enrichment programme won an HR award."),
         ("Shooting not terror", "Police said there was no link to terrorism in the shooting."),
+        # A state's bombs are war reports, a robbery's gunmen are crime.
+        ("Bomb hits market", "A Russian bomb struck a market in Kharkiv, killing three people."),
+        ("Glide bomb", "A glide bomb hit a school in Zaporizhzhia, killing two, officials said."),
+        ("Robbery", "Police said gunmen killed a shopkeeper in a robbery in Lagos."),
+        ("Food inspectors", "Food safety inspectors in Iran seized tonnes of fake honey."),
     ],
 )
 def test_ambiguous_single_words_stay_untagged(clf: Classifier, title: str, body: str) -> None:

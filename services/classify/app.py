@@ -23,6 +23,7 @@ from services.common.models import Article, ArticleSubmission, ClassifiedArticle
 from services.common.runtime import Runtime
 from services.common.settings import Settings
 from services.common.streams import GROUP_CLASSIFY, encode
+from services.common.submission import SubmissionError, read_article
 
 log = logging.getLogger(__name__)
 
@@ -123,22 +124,17 @@ def create_app(settings: Settings) -> FastAPI:
         ``?explain=true`` adds ``details``: every topic a rule fired for (tagged or not),
         its score and threshold, each rule's contribution with its evidence, and dampers.
         """
-        body = submission.body or ""
-        from_html = not body.strip() and bool(submission.html and submission.html.strip())
-        if from_html and submission.html:
-            # As ingest (and `topicwatch classify`) do: the page's main text, extracted.
-            from services.common.html import NoArticleText, extract_article
-
-            try:
-                page = await asyncio.to_thread(extract_article, submission.html, url=submission.url)
-            except NoArticleText as exc:
-                raise HTTPException(422, detail=[{"field": "html", "message": str(exc)}]) from None
-            body = page.text
-        if not body.strip():
-            raise HTTPException(
-                422, detail=[{"field": "body", "message": "a body (or html) is needed"}]
-            )
-        result = holder.current.classify(submission.title, body, explain=explain)
+        # As ingest (and `topicwatch classify`) read it: the body, else the page's main text;
+        # the title, else the page's own.  Every problem is named at once.
+        try:
+            if submission.html:  # parsing a page is CPU work: keep the loop responsive
+                article = await asyncio.to_thread(read_article, submission)
+            else:
+                article = read_article(submission)
+        except SubmissionError as exc:
+            raise HTTPException(422, detail=[e.model_dump() for e in exc.errors]) from None
+        body, from_html = article.body, article.from_html
+        result = holder.current.classify(article.title, body, explain=explain)
         answer: dict[str, Any] = {
             "id": submission.id,
             "taxonomy_version": result.taxonomy_version,

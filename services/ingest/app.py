@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
+from datetime import UTC
 
 from fastapi import FastAPI
 from redis.exceptions import RedisError
@@ -16,6 +18,7 @@ from services.common.runtime import Runtime
 from services.common.settings import Settings
 from services.common.streams import GROUP_INGEST
 from services.ingest.api import build_feeds_router, build_rejected_router, build_router
+from services.ingest.dates import DateParseError, parse_published_at
 from services.ingest.feed_poller import FeedMetrics, FeedPoller, FeedRegistry
 from services.ingest.normalize import normalize_submission
 from services.ingest.pipeline import IngestMetrics, IngestPipeline, Outcome, rejected
@@ -82,8 +85,15 @@ async def warm_up() -> None:
         title="Warm-up",
         body="MOSCOW (Agency) - A sentence in English, published 16:02 27.11.2019.",
         published_at="16:02 27.11.2019",
+        # A page too (its title and metadata are read even beside a body), so that the HTML
+        # extractor is loaded here rather than by the first page a producer sends.
+        html="<html><head><title>Warm-up</title></head><body><p>A sentence.</p></body></html>",
     )
     await asyncio.to_thread(normalize_submission, sample, received_via="api")
+    # A date no parser reads makes dateparser try every language it has, loading them all
+    # (0.8 s the first time); the first odd date a producer sends should not pay for that.
+    with contextlib.suppress(DateParseError):
+        await asyncio.to_thread(parse_published_at, "0", default_tz=UTC)
 
 
 def document_streams(runtime: Runtime) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from services.classify.classifier import Classifier, load_classifier
-from services.classify.taxonomy import TaxonomyError
+from services.classify.spec import TaxonomyError
 from services.common.files import read_all
 from services.common.models import ArticleSubmission, article_id_for, content_hash_for
 from services.common.submission import SubmissionError, read_submission

@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "services.notify.cli_subscriptions",
     "services.asyncapi",
     "services.pipeline_bench",
+    "services.harness.cli",
 )
 
 

@@ -32,10 +32,9 @@ COMMAND_MODULES = (
     "services.ingest.cli",
     "services.classify.cli",
     "services.notify.cli",
-    "services.notify.cli_match",
     "services.notify.cli_subscriptions",
     "services.asyncapi",
-    "services.pipeline_bench",
+    "services.bench",
 )
 
 

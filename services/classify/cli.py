@@ -1,6 +1,6 @@
-"""Classifier sub-commands: ``classify``, ``eval`` and ``bench classify``.
+"""Classifier sub-commands: ``classify`` and ``eval`` (``bench classify`` is services/bench).
 
-All three work offline (no Redis, no services): an analyst editing a taxonomy can check
+Both work offline (no Redis, no services): an analyst editing a taxonomy can check
 what it does to a folder of articles, measure it against labelled samples, and see what it
 costs, before the running service picks the file up.
 """
@@ -60,23 +60,6 @@ def register(subparsers: Any) -> None:
         "--min-f1", type=float, help="exit with status 1 if micro-F1 is below this"
     )
     evaluate.set_defaults(func=cmd_eval)
-
-
-def register_bench(bench_subparsers: Any) -> None:
-    bench = bench_subparsers.add_parser(
-        "classify",
-        help="articles/s for the default taxonomy and a generated 1,000-topic taxonomy",
-    )
-    bench.add_argument(
-        "--articles",
-        type=Path,
-        help="articles to classify (default: ../shared/samples/dev_articles.jsonl if present, "
-        "else the packaged examples)",
-    )
-    bench.add_argument("--topics", type=int, default=1000, help="size of the generated taxonomy")
-    bench.add_argument("--seconds", type=float, default=3.0, help="timed seconds per taxonomy")
-    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
-    bench.set_defaults(func=cmd_bench)
 
 
 def _load(path: Path | None) -> Classifier | None:
@@ -190,61 +173,4 @@ def cmd_eval(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    return 0
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from services.classify import bench, compiled
-
-    path: Path | None = args.articles
-    if path is None:
-        path = next((p for p in DEFAULT_SAMPLES if p.is_file()), PACKAGED_EXAMPLES)
-    if not path.is_file():
-        print(f"topicwatch: no such file: {path}", file=sys.stderr)
-        return 2
-    articles = bench.load_articles(path)
-    if not articles:
-        print(f"topicwatch: no articles in {path}", file=sys.stderr)
-        return 2
-    mode = (
-        "compiled with mypyc"
-        if compiled()
-        else "pure Python (not compiled, sources changed since the build, or "
-        "TOPICWATCH_PURE_PYTHON=1; `pip install -e .` compiles)"
-    )
-    print(
-        f"classifying {len(articles)} articles from {path} "
-        f"(about {args.seconds:.0f} s per taxonomy, one core); classifier: {mode}...",
-        file=sys.stderr,
-        flush=True,
-    )
-    default, big = bench.run(articles, n_topics=args.topics, seconds=args.seconds)
-    ratio = default.rate / big.rate if big.rate else float("inf")
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "articles_file": str(path),
-                    "default": {
-                        "topics": default.topics,
-                        "automaton_keys": default.automaton_keys,
-                        "articles_per_second": round(default.rate, 1),
-                    },
-                    "generated": {
-                        "topics": big.topics,
-                        "automaton_keys": big.automaton_keys,
-                        "articles_per_second": round(big.rate, 1),
-                    },
-                    "slowdown": round(ratio, 2),
-                    "compiled": compiled(),
-                }
-            )
-        )
-    else:
-        for r in (default, big):
-            print(
-                f"{r.label:<12} {r.topics:>5} topics {r.automaton_keys:>6} patterns "
-                f"{r.rate:>9,.0f} articles/s"
-            )
-        print(f"slowdown with {big.topics} topics: {ratio:.2f}x")
     return 0

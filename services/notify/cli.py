@@ -294,9 +294,3 @@ def cmd_dead_replay(args: argparse.Namespace) -> int:
         return 0 if args.all or len(queued) == len(set(args.alert_ids)) else 1
 
     return asyncio.run(run())
-
-
-def register_bench(bench_subparsers: Any) -> None:
-    from services.notify.delivery_bench import register_bench as register_delivery
-
-    register_delivery(bench_subparsers)

@@ -88,9 +88,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     server = None
     if not settings.redis_url:
-        from services.common.redis_server import RedisServer
+        from services.common.redis_server import RedisServer, find_redis_server
 
         server = RedisServer(
+            binary=find_redis_server(settings.redis_server),
             data_dir=Path(settings.data_dir) / "redis",
             port=settings.embedded_redis_port,
             appendonly=True,

@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "services.notify.cli_subscriptions",
     "services.asyncapi",
     "services.bench",
+    "services.harness.cli",
 )
 
 

@@ -153,6 +153,14 @@ def _environment_reads_at(path: Path, root: Path) -> list[str]:
             and parent.func.id == "dict"
             and parent.args == [node]
         ) or (isinstance(parent, ast.Dict) and None in parent.keys)
+        # {k: v for k, v in os.environ.items() if ...}: a filtered copy for a child process.
+        grand = parents.get(parent) if parent is not None else None
+        handed_on = handed_on or (
+            isinstance(parent, ast.Attribute)
+            and parent.attr == "items"
+            and isinstance(grand, ast.Call)
+            and isinstance(parents.get(grand), ast.comprehension)
+        )
         if not handed_on:
             found.append(f"{path.relative_to(root)}:{node.lineno} os.{node.attr}")
     return found
@@ -172,7 +180,8 @@ def test_the_environment_check_sees_a_read(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text(
         "import os\nchild = dict(os.environ)\nalso = {**os.environ, 'A': '1'}\n"
+        "some = {k: v for k, v in os.environ.items() if k != 'A'}\n"
         "token = os.environ.get('TOPICWATCH_READ_TOKEN')\nother = os.getenv('X')\n"
     )
     found = [read.rsplit(":", 1)[-1] for read in _environment_reads_at(module, tmp_path)]
-    assert sorted(found) == ["4 os.environ", "5 os.getenv"]
+    assert sorted(found) == ["5 os.environ", "6 os.getenv"]

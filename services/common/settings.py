@@ -95,11 +95,44 @@ class Settings(EarlySettings):
     reclaim_idle_ms: int = Field(
         default=30_000, ge=100, description="Pending this long, an entry is claimed again."
     )
-    stream_retention: int | None = Field(
-        default=None,
-        ge=1,
-        description="Keep about this many newest entries of each consumed stream; older ones "
-        "are trimmed only once every consumer group is done with them. Unset: keep all.",
+    stream_retention: int = Field(
+        default=1000,
+        ge=0,
+        description="Keep about this many newest entries of each consumed stream (ingest, "
+        "accepted, classified); older ones are trimmed only once every consumer group is done "
+        "with them. 0 keeps all (unbounded: for debugging only).",
+    )
+    # Windows of the record streams (see docs/promises.md, "Bounds"): time and count, whichever
+    # is reached first. Trimmed approximately (whole macro-nodes) every few seconds.
+    alerts_window_days: float = Field(
+        default=30.0, gt=0, description="Days of the `alerts` stream kept (alert history)."
+    )
+    alerts_window_max: int = Field(
+        default=1_000_000, ge=1000, description="At most about this many `alerts` entries."
+    )
+    dead_letters_window_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="Days kept of `dead-letters`, `alerts:dead` and `articles:rejected`.",
+    )
+    dead_letters_window_max: int = Field(
+        default=100_000,
+        ge=1000,
+        description="At most about this many entries in each of those three streams.",
+    )
+    dedup_window_days: float = Field(
+        default=90.0,
+        gt=0,
+        description="How long ingest remembers an article's URL and content hash: a duplicate "
+        "older than this is accepted again.",
+    )
+    feed_seen_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="A feed item no longer in its feed is forgotten after this many days.",
+    )
+    feed_seen_max: int = Field(
+        default=10_000, ge=100, description="At most this many remembered items per feed."
     )
     max_deliveries: int = Field(
         default=5, ge=1, description="Deliveries of one entry before it is dead-lettered."
@@ -150,6 +183,13 @@ class Settings(EarlySettings):
         default_factory=lambda: list(STANDARD_WEBHOOKS_SCHEDULE)
     )
     webhook_retry_jitter: float = Field(default=0.1, ge=0, le=1)
+    delivery_lease_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A notify process owns a subscription's deliveries this long per claim "
+        "(renewed as it sends); after a crash another process takes over once it expires. "
+        "Keep it above webhook_timeout.",
+    )
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_starttls: bool = True

@@ -127,7 +127,9 @@ class IngestPipeline:
         self.names = names
         self.settings = settings
         self.metrics = metrics
-        self.accept_once = AcceptOnce(client, names)
+        self.accept_once = AcceptOnce(
+            client, names, ttl_seconds=int(settings.dedup_window_days * 86_400)
+        )
 
     def validate(self, payload: Any) -> ArticleSubmission | Outcome:
         """Parse one decoded JSON value; a rejection Outcome names the bad fields."""

@@ -8,6 +8,7 @@ costs, before the running service picks the file up.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -56,6 +57,11 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument("--taxonomy", type=Path, help="taxonomy YAML (default: packaged)")
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.add_argument("--verbose", action="store_true", help="list every article's tags")
+    evaluate.add_argument(
+        "--kinds",
+        type=Path,
+        help="JSON object id -> kind (positive, sports, ...): false alarms per kind",
+    )
     evaluate.add_argument(
         "--min-f1", type=float, help="exit with status 1 if micro-F1 is below this"
     )
@@ -148,16 +154,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     clf = _load(args.taxonomy)
     if clf is None:
         return 2
+    kinds: dict[str, str] = {}
+    if args.kinds is not None:
+        try:
+            kinds = json.loads(args.kinds.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"{args.kinds}: {exc}", file=sys.stderr)
+            return 2
+        if not isinstance(kinds, dict) or not all(isinstance(v, str) for v in kinds.values()):
+            print(f"{args.kinds}: expected a JSON object of id -> kind", file=sys.stderr)
+            return 2
     articles = []
     for item in read_all(args.files):
         if item.error is not None:
             print(f"{item.source}: {item.error}", file=sys.stderr)
             return 2
         try:
-            articles.append(labelled_from_dict(item.value, item.source))
+            art = labelled_from_dict(item.value, item.source)
         except LabelError as exc:
             print(str(exc), file=sys.stderr)
             return 2
+        if art.id in kinds:
+            art = dataclasses.replace(art, kind=kinds[art.id])
+        articles.append(art)
     if not articles:
         print("topicwatch: no labelled articles found", file=sys.stderr)
         return 2

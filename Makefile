@@ -38,6 +38,7 @@ prometheus:
 lint: install
 	$(BIN)/ruff check services tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/topicwatch bench classify

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "services.classify.cli",
     "services.notify.cli",
     "services.notify.cli_match",
+    "services.asyncapi",
     "services.pipeline_bench",
 )
 

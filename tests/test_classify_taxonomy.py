@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
-from services.classify.classifier import Classifier, load_classifier
+from services.classify.classifier import load_classifier
+from services.classify.reload import ClassifierHolder
 from services.classify.taxonomy import (
     DEFAULT_TAXONOMY,
     TaxonomyError,
-    TaxonomyWatcher,
     load_taxonomy,
     source_paths,
 )
@@ -158,32 +162,62 @@ def test_default_taxonomy_has_the_eleven_topics() -> None:
     assert len(source_paths(DEFAULT_TAXONOMY)) == 5
 
 
-def test_watcher_reloads_on_change_and_refuses_a_bad_file(tmp_path: Path) -> None:
+async def test_holder_reloads_on_change_and_refuses_a_bad_file(tmp_path: Path) -> None:
+    """reload.py's watch loop, as the service runs it: an edit is picked up, a broken file is
+    refused once (not on every poll) while the last good classifier keeps serving, and a
+    gazetteer edit counts as a taxonomy change."""
     path = write(tmp_path, GOOD)
-    watcher = TaxonomyWatcher(path)
-    current: Classifier = load_classifier(path)
-    assert watcher.check() is None
+    registry = CollectorRegistry()
+    holder = ClassifierHolder(path, registry=registry, interval=0.02)
+    first = holder.current.version
 
-    path.write_text(textwrap.dedent(GOOD.replace('version: "1"', 'version: "2"')))
-    os.utime(path, ns=(1, 10**18))  # mtime resolution must not hide the edit
-    fresh = watcher.check()
-    assert fresh is not None and fresh.version.startswith("2+")
-    current = fresh
+    def reloads(outcome: str) -> float:
+        value = registry.get_sample_value("topicwatch_taxonomy_reloads_total", {"outcome": outcome})
+        return value or 0.0
 
-    path.write_text("version: [broken")
-    os.utime(path, ns=(1, 2 * 10**18))
-    with pytest.raises(TaxonomyError):
-        watcher.check()
-    assert current.version.startswith("2+")  # the caller keeps what works
-    assert watcher.check() is None  # reported once, not on every poll
+    async def until(predicate: Callable[[], bool], what: str) -> None:
+        for _ in range(250):
+            if predicate():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}")
 
-    # A gazetteer edit is a taxonomy change too.
-    path.write_text(textwrap.dedent(GOOD))
-    os.utime(path, ns=(1, 3 * 10**18))
-    assert watcher.check() is not None
-    (tmp_path / "orgs.yaml").write_text(GOOD_GAZ.replace("[NATO]", "[NATO, OTAN]"))
-    os.utime(tmp_path / "orgs.yaml", ns=(1, 4 * 10**18))
-    assert watcher.check() is not None
+    watcher = asyncio.create_task(holder.watch())
+    try:
+        await asyncio.sleep(0.1)
+        assert reloads("loaded") == 0 and holder.current.version == first  # nothing changed
+
+        path.write_text(textwrap.dedent(GOOD.replace('version: "1"', 'version: "2"')))
+        os.utime(path, ns=(1, 10**18))  # mtime resolution must not hide the edit
+        await until(lambda: holder.current.version.startswith("2+"), "the edit to load")
+        assert reloads("loaded") == 1
+
+        path.write_text("version: [broken")
+        os.utime(path, ns=(1, 2 * 10**18))
+        await until(lambda: reloads("refused") == 1, "the broken file to be refused")
+        assert holder.current.version.startswith("2+")  # the last good taxonomy keeps serving
+        assert holder.last_error and "taxonomy.yaml" in holder.last_error
+        await asyncio.sleep(0.2)
+        assert reloads("refused") == 1  # reported once, not on every poll
+
+        # A gazetteer edit is a taxonomy change too.
+        path.write_text(textwrap.dedent(GOOD))
+        os.utime(path, ns=(1, 3 * 10**18))
+        await until(lambda: reloads("loaded") == 2, "the repaired file to load")
+        before = holder.current
+        assert before.classify("OTAN summit", "OTAN summit talks").topic_ids() == []
+        (tmp_path / "orgs.yaml").write_text(GOOD_GAZ.replace("[NATO]", "[NATO, OTAN]"))
+        os.utime(tmp_path / "orgs.yaml", ns=(1, 4 * 10**18))
+        await until(lambda: reloads("loaded") == 3, "the gazetteer edit to load")
+        assert holder.current is not before
+        # The new alias is in use.
+        assert holder.current.classify("OTAN summit", "OTAN summit talks").topic_ids() == [
+            "alliance"
+        ]
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
 
 
 _ITEM = st.one_of(

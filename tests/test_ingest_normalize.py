@@ -584,7 +584,7 @@ def test_body_and_html_together_take_the_text_from_body_and_metadata_from_the_pa
     )
 )
 def test_html_extraction_never_crashes(html):
-    from services.ingest.html import NoArticleText, extract_article
+    from services.common.html import NoArticleText, extract_article
 
     try:
         page = extract_article(html)

@@ -9,13 +9,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.provisional import urls
 
+from services.common.urls import InvalidURL, canonical_url, canonical_url_or_none
 from services.ingest.dates import (
     DateParseError,
     looks_like_date_line,
     parse_published_at,
     zone_for_place,
 )
-from services.ingest.urls import InvalidURL, canonical_url, canonical_url_or_none
 
 
 @pytest.mark.parametrize(

@@ -123,7 +123,7 @@ def create_app(settings: Settings) -> FastAPI:
         from_html = not body.strip() and bool(submission.html and submission.html.strip())
         if from_html and submission.html:
             # As ingest (and `topicwatch classify`) do: the page's main text, extracted.
-            from services.ingest.html import NoArticleText, extract_article
+            from services.common.html import NoArticleText, extract_article
 
             try:
                 page = await asyncio.to_thread(extract_article, submission.html, url=submission.url)

@@ -98,7 +98,7 @@ def _article_text(sub: ArticleSubmission) -> str:
     if sub.body and sub.body.strip():
         return sub.body
     if sub.html and sub.html.strip():
-        from services.ingest.html import extract_article
+        from services.common.html import extract_article
 
         return extract_article(sub.html, url=sub.url).text
     return ""
@@ -111,7 +111,7 @@ def _article_id(sub: ArticleSubmission, body: str) -> str:
     canonical: str | None = None
     if sub.url:
         try:
-            from services.ingest.urls import canonical_url_or_none
+            from services.common.urls import canonical_url_or_none
 
             canonical = canonical_url_or_none(sub.url)
         except ValueError:

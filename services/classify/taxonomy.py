@@ -5,8 +5,8 @@ read and edit (see docs/classifier.md for the rule language), not in code.  A ba
 be refused with an error that names the file, the topic (or gazetteer entry) and the field,
 and must never take down a running classifier: loading is a pure function of the files'
 contents (``compile_taxonomy``) that either returns a complete new taxonomy or raises
-:class:`TaxonomyError`, and :class:`TaxonomyWatcher` lets a service swap in a new
-classifier only when the new files are valid.
+:class:`TaxonomyError`, and ``services/classify/reload.py`` swaps in a new classifier only
+when the new files are valid.
 
 Compilation turns every phrase of every topic, lexicon and gazetteer into an *atom* of one
 shared :class:`~services.classify.matcher.PatternMatcher`, and every rule into groups of
@@ -21,15 +21,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from services.classify.matcher import PatternMatcher, pattern_tokens
-
-if TYPE_CHECKING:
-    from services.classify.classifier import Classifier
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_TAXONOMY = DATA_DIR / "taxonomy.yaml"
@@ -765,50 +762,3 @@ def load_taxonomy(path: Path | None = None) -> Taxonomy:
         raise TaxonomyError(str(path), f"cannot read taxonomy: {exc.strerror or exc}") from None
     base = path.parent
     return compile_taxonomy(main, lambda rel: _read_source(base / rel))
-
-
-@dataclass
-class _Stamp:
-    files: dict[str, tuple[int, int]]
-
-
-def _stamp(path: Path) -> _Stamp:
-    files: dict[str, tuple[int, int]] = {}
-    for p in source_paths(path):
-        try:
-            st = p.stat()
-            files[str(p)] = (st.st_mtime_ns, st.st_size)
-        except OSError:
-            files[str(p)] = (-1, -1)
-    return _Stamp(files)
-
-
-class TaxonomyWatcher:
-    """Notices changes to a taxonomy (or its gazetteers) and builds a new classifier.
-
-    The service calls :meth:`check` periodically and :meth:`reload` on SIGHUP; both return
-    a new :class:`~services.classify.classifier.Classifier` or raise :class:`TaxonomyError`,
-    in which case the caller keeps serving with the classifier it already has.
-    """
-
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = resolve_path(path)
-        self._stamp = _stamp(self.path)
-
-    def changed(self) -> bool:
-        return _stamp(self.path).files != self._stamp.files
-
-    def reload(self) -> Classifier:
-        from services.classify.classifier import Classifier
-
-        stamp = _stamp(self.path)
-        # Remember the stamp even if loading fails: a broken file is reported once, not on
-        # every poll; the next edit changes the stamp again.
-        self._stamp = stamp
-        return Classifier(load_taxonomy(self.path))
-
-    def check(self) -> Classifier | None:
-        """A new classifier if the files changed since the last check/reload, else ``None``."""
-        if not self.changed():
-            return None
-        return self.reload()

@@ -5,20 +5,17 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.models import errors_as_fields
 from services.common.settings import Settings
-
-if TYPE_CHECKING:
-    from services.common.runtime import Runtime
 
 #: Non-ingest services take small JSON bodies only.
 SMALL_BODY_LIMIT = 1024 * 1024
@@ -128,7 +125,23 @@ def add_field_error_format(app: FastAPI) -> None:
         return JSONResponse({"detail": [e.model_dump() for e in errors]}, status_code=422)
 
 
-def add_health_and_metrics(app: FastAPI, runtime: Runtime) -> None:
+class HealthSource(Protocol):
+    """What /healthz and /metrics read: ``services.common.runtime.Runtime`` is one.
+
+    A protocol rather than an import, so that ``runtime`` (which wires these routes) can import
+    this module without this module importing it back.
+    """
+
+    service: str
+    registry: CollectorRegistry
+
+    @property
+    def redis(self) -> Any: ...
+
+    def subscribers_running(self) -> bool: ...
+
+
+def add_health_and_metrics(app: FastAPI, runtime: HealthSource) -> None:
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> Any:
         """200 when Redis answers and every stream subscriber runs; 503 otherwise."""

@@ -21,10 +21,10 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from services.common.http import require_api_key
+from services.common.urls import InvalidURL
 from services.ingest.feed_poller import FeedPoller, FeedRegistry
 from services.ingest.pipeline import IngestPipeline, Outcome, Via, dump_payload, rejected
 from services.ingest.rejected import RejectedStore
-from services.ingest.urls import InvalidURL
 
 #: ``topicwatch publish`` marks its requests so that articles read from files are counted
 #: (and recorded in ``received_via``) as such; any other value means an ordinary API call.

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from services.common.files import read_all
+from services.common.html import extract_article
 from services.common.models import ArticleSubmission
 from services.ingest.dates import parse_published_at
-from services.ingest.html import extract_article
 from services.ingest.language import detect_language
 from services.ingest.normalize import normalize_submission
 

@@ -1,5 +1,4 @@
-"""Ingest's sub-commands: ``publish``, ``rejected list|retry``, ``feeds add|list|remove|poll``
-and ``asyncapi``.
+"""Ingest's sub-commands: ``publish``, ``rejected list|retry`` and ``feeds add|list|remove|poll``.
 
 They talk to the ingest HTTP API (not to Redis directly), so they work the same against
 ``topicwatch up``'s embedded Redis, a remote deployment, and with API keys switched on.
@@ -82,18 +81,6 @@ def register(subparsers: Any) -> None:
     poll = feeds_sub.add_parser("poll", help="poll every feed now")
     _add_url(poll)
     poll.set_defaults(func=cmd_feeds_poll)
-
-    asyncapi = subparsers.add_parser(
-        "asyncapi", help="write the AsyncAPI document of topicwatch's streams"
-    )
-    asyncapi.add_argument(
-        "-o", "--output", type=Path, default=None, help="file (.json or .yaml); default stdout"
-    )
-    asyncapi.add_argument("--format", choices=("json", "yaml"), default=None)
-    asyncapi.add_argument(
-        "--service", action="append", choices=("ingest", "classify", "notify"), default=None
-    )
-    asyncapi.set_defaults(func=cmd_asyncapi)
 
 
 def _add_url(parser: argparse.ArgumentParser) -> None:
@@ -415,29 +402,3 @@ def cmd_feeds_poll(args: argparse.Namespace) -> int:
     feeds = response.json()["feeds"]
     Console(soft_wrap=True).print(_feeds_table(feeds))
     return 1 if any(feed.get("last_outcome") == "error" for feed in feeds) else 0
-
-
-# --- asyncapi -----------------------------------------------------------------------------
-
-
-def cmd_asyncapi(args: argparse.Namespace) -> int:
-    """Build every service's FastStream app (nothing connects) and merge their documents."""
-    from services.ingest.asyncapi import SERVICES, build_document, render
-
-    # The document names the server; without a configured one, the embedded default.
-    settings = load_settings().with_redis()
-    services = tuple(args.service) if args.service else SERVICES
-    document, failures = build_document(settings, services)
-    for failure in failures:
-        print(f"topicwatch: could not build {failure}", file=sys.stderr)
-    fmt = args.format or (
-        "yaml" if args.output and args.output.suffix in (".yaml", ".yml") else "json"
-    )
-    text = render(document, fmt)
-    if args.output is None:
-        sys.stdout.write(text)
-    else:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text)
-        print(f"wrote {args.output} ({len(document['channels'])} channels)")
-    return 1 if failures else 0

@@ -27,6 +27,7 @@ from services.common.models import utcnow
 from services.common.settings import Settings
 from services.common.ssrf import UnsafeURLError, check_webhook_url
 from services.common.streams import StreamNames
+from services.common.urls import InvalidURL, canonical_url
 from services.ingest.feeds import (
     FeedStatus,
     URLGuard,
@@ -35,7 +36,6 @@ from services.ingest.feeds import (
     record_poll,
 )
 from services.ingest.pipeline import IngestPipeline, dump_payload
-from services.ingest.urls import InvalidURL, canonical_url
 
 log = logging.getLogger(__name__)
 

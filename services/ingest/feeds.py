@@ -23,8 +23,8 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel
 
+from services.common.html import fragment_to_text
 from services.common.models import MetadataValue, utcnow
-from services.ingest.html import fragment_to_text
 
 #: A feed larger than this is refused (a real feed is kilobytes; this is a runaway response).
 MAX_FEED_BYTES = 10 * 1024 * 1024

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, tzinfo
 from typing import Literal
 
+from services.common.html import HtmlArticle, NoArticleText, extract_article
 from services.common.models import (
     Article,
     ArticleSubmission,
@@ -21,12 +22,11 @@ from services.common.models import (
     content_hash_for,
     utcnow,
 )
+from services.common.urls import InvalidURL, canonical_url_or_none
 from services.ingest.chrome import StrippedBody, strip_chrome
 from services.ingest.dates import DateParseError, parse_published_at, zone_for_place
-from services.ingest.html import HtmlArticle, NoArticleText, extract_article
 from services.ingest.language import InvalidLanguage, detect_language, normalize_language_tag
 from services.ingest.text import clean_line, clean_text
-from services.ingest.urls import InvalidURL, canonical_url_or_none
 
 ReceivedVia = Literal["api", "stream", "feed", "file"]
 

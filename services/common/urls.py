@@ -8,6 +8,9 @@ genuinely different pages must never collapse into one (that would silently drop
 carry attribution are dropped, never anything that could select content (``id``, ``cid``,
 ``page``, ``source``...).  Percent-encoding, dot segments, IDNA hosts and query ordering are
 w3lib's ``canonicalize_url`` (Scrapy's, well tested against real-world URLs).
+
+Shared (``services/common``) because ingest derives article ids from it and ``topicwatch
+classify`` derives the same ids for files it reads.
 """
 
 from __future__ import annotations

@@ -6,19 +6,24 @@ team writing a direct publisher or a downstream consumer has a single, always-cu
 reference.  Two things FastStream cannot know are added here: the public ingest stream's
 payload is an ``ArticleSubmission`` (the consumer reads raw entries, so its handler signature
 says nothing), and consumer names are per process, so they are dropped from the bindings.
+
+It builds all three apps, so it lives on the CLI side (beside ``services/cli.py``), the one face
+over all three services; no service imports it (import-linter enforces that, see pyproject).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 from services import __version__
+from services.cli import SERVICES, create_service_app
 from services.common.models import ArticleSubmission
-from services.common.settings import Settings
+from services.common.settings import Settings, load_settings
 from services.common.streams import DATA_FIELD, StreamNames
-
-SERVICES = ("ingest", "classify", "notify")
 
 PUBLISHING_NOTE = (
     "Anyone may publish here: `XADD {stream} * {field} '<ArticleSubmission JSON>'`. "
@@ -27,9 +32,19 @@ PUBLISHING_NOTE = (
 )
 
 
-def _service_document(service: str, settings: Settings) -> dict[str, Any]:
-    from services.cli import create_service_app
+def register(subparsers: Any) -> None:
+    asyncapi = subparsers.add_parser(
+        "asyncapi", help="write the AsyncAPI document of topicwatch's streams"
+    )
+    asyncapi.add_argument(
+        "-o", "--output", type=Path, default=None, help="file (.json or .yaml); default stdout"
+    )
+    asyncapi.add_argument("--format", choices=("json", "yaml"), default=None)
+    asyncapi.add_argument("--service", action="append", choices=SERVICES, default=None)
+    asyncapi.set_defaults(func=cmd_asyncapi)
 
+
+def _service_document(service: str, settings: Settings) -> dict[str, Any]:
     app = create_service_app(service, settings)
     spec = app.state.runtime.faststream.schema.to_specification()
     document: dict[str, Any] = json.loads(spec.to_json())
@@ -119,3 +134,24 @@ def render(document: dict[str, Any], fmt: str) -> str:
 
         return str(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    """Build every service's FastStream app (nothing connects) and merge their documents."""
+    # The document names the server; without a configured one, the embedded default.
+    settings = load_settings().with_redis()
+    services = tuple(args.service) if args.service else SERVICES
+    document, failures = build_document(settings, services)
+    for failure in failures:
+        print(f"topicwatch: could not build {failure}", file=sys.stderr)
+    fmt = args.format or (
+        "yaml" if args.output and args.output.suffix in (".yaml", ".yml") else "json"
+    )
+    text = render(document, fmt)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+        print(f"wrote {args.output} ({len(document['channels'])} channels)")
+    return 1 if failures else 0

@@ -5,6 +5,9 @@ classified as news.  trafilatura is the maintained, benchmarked choice for main-
 extraction (and its htmldate finds publication dates in meta tags, JSON-LD and the page text).
 Its paragraphs come back one per line; they are re-joined with blank lines so that the plain
 text chrome pass (``chrome.strip_chrome``) sees the same structure as a scraped text body.
+
+It lives in ``services/common`` because two services need it: ingest normalises submitted
+pages, and classify's dry-run API and ``topicwatch classify`` take raw HTML too.
 """
 
 from __future__ import annotations

@@ -1,0 +1,123 @@
+"""The walls between the services hold, and no import circle remains.
+
+The services meet only through Redis streams and ``services/common``; the CLI side
+(``services.cli``, ``services.asyncapi``, the benchmark harness) is the one face over all three.
+The contracts live in pyproject.toml (``[tool.importlinter]``) and ``make lint`` runs them too;
+this test makes CI fail when a wall is crossed, and shows that the check can fail.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import grimp
+
+ROOT = Path(__file__).resolve().parent.parent
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(cwd), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_import_contracts_are_kept() -> None:
+    result = _lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+    assert "ingest, classify and notify never import each other KEPT" in result.stdout
+
+
+def test_crossing_a_wall_is_reported(tmp_path: Path) -> None:
+    """A copy of the package in which classify imports ingest breaks the independence contract."""
+    shutil.copytree(ROOT / "services", tmp_path / "services", ignore=shutil.ignore_patterns("*.so"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    crossing = tmp_path / "services" / "classify" / "crossing.py"
+    crossing.write_text("from services.ingest import normalize  # noqa: F401\n")
+    result = _lint_imports(tmp_path)
+    assert result.returncode != 0
+    assert "never import each other BROKEN" in result.stdout
+    assert "services.classify.crossing -> services.ingest.normalize" in result.stdout
+
+
+def strongly_connected(graph: grimp.ImportGraph, modules: Iterable[str]) -> list[set[str]]:
+    """Tarjan's algorithm over the graph's direct imports: every group of modules that import
+    each other, directly or round a circle (groups of one are left out unless self-importing)."""
+    modules = sorted(modules)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[set[str]] = []
+    counter = 0
+
+    def visit(root: str) -> None:
+        nonlocal counter
+        # Iterative depth-first search: (module, its remaining successors).
+        work = [(root, iter(sorted(graph.find_modules_directly_imported_by(root))))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, successors = work[-1]
+            advanced = False
+            for nxt in successors:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = counter
+                    counter += 1
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(sorted(graph.find_modules_directly_imported_by(nxt)))))
+                    advanced = True
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                group = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.add(member)
+                    if member == node:
+                        break
+                if len(group) > 1 or node in graph.find_modules_directly_imported_by(node):
+                    groups.append(group)
+
+    for module in modules:
+        if module not in index:
+            visit(module)
+    return groups
+
+
+def test_no_import_circle_among_the_services_modules() -> None:
+    # Every import counts: module level, inside functions and under TYPE_CHECKING alike.
+    graph = grimp.build_graph("services", cache_dir=None)
+    circles = strongly_connected(graph, graph.modules)
+    assert circles == [], f"import circles: {circles}"
+
+
+def test_the_circle_finder_finds_a_circle() -> None:
+    graph = grimp.ImportGraph()
+    for importer, imported in [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d"), ("e", "e")]:
+        graph.add_import(importer=importer, imported=imported)
+    assert sorted(map(sorted, strongly_connected(graph, graph.modules))) == [
+        ["a", "b", "c"],
+        ["e"],
+    ]

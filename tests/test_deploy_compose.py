@@ -179,7 +179,7 @@ def test_valkey_config_gives_append_only_and_noeviction(tmp_path: Path) -> None:
     server = subprocess.Popen(
         [
             find_redis_server(),
-            str(COMPOSE_DIR / "valkey.conf"),
+            str(ROOT / "deploy" / "redis" / "valkey.conf"),
             "--port", str(port),
             "--bind", "127.0.0.1",
             "--dir", str(tmp_path),

@@ -325,7 +325,9 @@ def test_image_build_step_produces_a_compiled_classifier(
     [wheel] = wheels.glob("topicwatch-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("matcher", "segment", "classifier"):
-        assert any(n.startswith(f"services/classify/{module}.") and n.endswith(".so") for n in names)
+        assert any(
+            n.startswith(f"services/classify/{module}.") and n.endswith(".so") for n in names
+        )
     assert "services/classify/_compiled.json" in names
     assert "services/classify/data/taxonomy.yaml" in names
 
@@ -359,9 +361,7 @@ def test_healthcheck_script_finds_the_service_on_the_command_line() -> None:
         sys.path.remove(str(HEALTHCHECK.parent))
     assert healthcheck.service_from_cmdline(b"/opt/topicwatch/bin/topicwatch\0serve\0notify\0")
     assert (
-        healthcheck.service_from_cmdline(
-            b"/sbin/docker-init\0--\0topicwatch\0serve\0classify\0"
-        )
+        healthcheck.service_from_cmdline(b"/sbin/docker-init\0--\0topicwatch\0serve\0classify\0")
         == "classify"
     )
     assert healthcheck.service_from_cmdline(b"python\0-m\0http.server\0") is None

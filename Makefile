@@ -26,13 +26,14 @@ up: install
 test: install prometheus
 	$(BIN)/python -m pytest
 
-## The metrics tests scrape the services with a real Prometheus server.
+## The metrics and alerting tests run a real Prometheus (promtool) and Alertmanager (amtool).
 prometheus:
-	@command -v prometheus >/dev/null 2>&1 || { \
+	@command -v prometheus >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  echo "installing prometheus (Debian package) for the metrics tests"; \
+	  echo "installing prometheus and prometheus-alertmanager (Debian packages) for the metrics tests"; \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    prometheus prometheus-alertmanager >/dev/null; \
 	}
 
 lint: install

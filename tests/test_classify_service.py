@@ -161,6 +161,9 @@ def test_taxonomy_reloads_on_change_and_keeps_running_on_a_bad_file(
     assert isinstance(metrics, str)
     still = httpx.get(f"{classify_url}/v1/topics").json()
     assert still["taxonomy_version"] == current and len(still["topics"]) == 11
+    # Only the version in use has a series: the two replaced versions are gone, not at 0.
+    info = [line for line in metrics.splitlines() if line.startswith("topicwatch_taxonomy_info")]
+    assert info == [f'topicwatch_taxonomy_info{{version="{current}"}} 1.0']
     dry = httpx.post(
         f"{classify_url}/v1/classify",
         json={"title": "Turkey buys S-400", "body": "Turkey bought more S-400 batteries."},

@@ -56,6 +56,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     for outcome in ("tagged", "untagged", "invalid"):
         articles_total.labels(outcome)
+    for topic_id in holder.topic_ids:  # at 0 from the start: increase() sees the first tag
+        topics_total.labels(topic_id)
 
     async def handle_entries(entries: Sequence[Entry]) -> list[str]:
         with seconds.time():
@@ -100,6 +102,8 @@ def create_app(settings: Settings) -> FastAPI:
             if clf.version != announced:
                 ids = [str(t["id"]) for t in clf.topics_summary()]
                 doc = json.dumps({"version": clf.version, "topics": ids})
+                for topic_id in ids:  # a reload may bring new topics: their series start at 0
+                    topics_total.labels(topic_id)
                 await runtime.redis.set(runtime.names.taxonomy, doc)
                 announced = clf.version
             await asyncio.sleep(1.0)

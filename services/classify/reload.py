@@ -64,7 +64,7 @@ class ClassifierHolder:
         )
         self.info = Gauge(
             "topicwatch_taxonomy_info",
-            "The taxonomy version in use (value 1 for the current version).",
+            "The taxonomy version in use (one series, value 1; replaced on reload).",
             ["version"],
             registry=registry,
         )
@@ -88,7 +88,9 @@ class ClassifierHolder:
             log.error("taxonomy reload refused, keeping %s: %s", self.current.version, exc)
             return False
         if fresh.version != self.current.version:
-            self.info.labels(self.current.version).set(0)
+            # Only the version in use has a series: a lingering old one at 0 would make
+            # `count(topicwatch_taxonomy_info)` and joins on `version` lie.
+            self.info.remove(self.current.version)
             log.info("taxonomy reloaded: %s -> %s", self.current.version, fresh.version)
         self.current = fresh
         self.info.labels(fresh.version).set(1)

@@ -244,6 +244,9 @@ class Alert(_Event):
     topics: list[AlertTopic]
     also_reported_by: list[AlertArticle] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
+    #: When ingest accepted the article: notify measures ingested -> delivered from it.
+    #: None on alerts written before it existed.
+    ingested_at: datetime | None = None
 
     def webhook_payload(self, timestamp: datetime | None = None) -> dict[str, Any]:
         """The ``alert.created`` body sent to webhooks."""

@@ -23,7 +23,7 @@ from faststream import FastStream
 from faststream.redis import RedisBroker
 from faststream.redis.prometheus import RedisPrometheusMiddleware
 from faststream.specification import AsyncAPI
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import Counter, Gauge
 
 from services import __version__
 from services.common.consumer import BatchHandler, StreamConsumer, consumer_name, ensure_groups
@@ -31,6 +31,12 @@ from services.common.http import (
     add_field_error_format,
     add_health_and_metrics,
     add_request_limits,
+)
+from services.common.metrics import (
+    HttpMetrics,
+    HttpMetricsMiddleware,
+    drop_unused_broker_metrics,
+    process_registry,
 )
 from services.common.retention import trim_consumed
 from services.common.settings import Settings
@@ -57,13 +63,14 @@ class Runtime:
         self.settings = settings
         self.service = service
         self.names = StreamNames(settings.stream_prefix)
-        self.registry = CollectorRegistry()
+        self.registry = process_registry()
         self.consumer = consumer_name(service)
         self.broker = RedisBroker(
             settings.redis_url,
             middlewares=[RedisPrometheusMiddleware(registry=self.registry, app_name=service)],
             log_level=logging.DEBUG,
         )
+        drop_unused_broker_metrics(self.registry)
         self.faststream = FastStream(
             self.broker,
             specification=AsyncAPI(
@@ -78,11 +85,12 @@ class Runtime:
         self.background: list[tuple[str, BackgroundTask]] = []
         self.shutdown_hooks: list[BackgroundTask] = []
         self.startup_hooks: list[BackgroundTask] = []
+        self.gauge_hooks: list[BackgroundTask] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.dead_letters_total = Counter(
             "topicwatch_dead_letters_total",
-            "Stream entries dead-lettered after max deliveries.",
-            ["service", "stream"],
+            "Stream entries dead-lettered (bad entry, or failed max deliveries), by source stream.",
+            ["stream"],
             registry=self.registry,
         )
         self.stream_length = Gauge(
@@ -116,6 +124,11 @@ class Runtime:
         add_request_limits(self.http, settings, body_limit)
         add_health_and_metrics(self.http, self)
         add_field_error_format(self.http)
+        # Added last, so it is the outermost layer: it also times and counts the 413s that the
+        # body limit answers before routing.
+        self.http.add_middleware(
+            HttpMetricsMiddleware, metrics=HttpMetrics(self.registry), routes=self.http.routes
+        )
 
     # --- wiring ----------------------------------------------------------------------------
     def consume(self, stream: str, group: str, handler: BatchHandler) -> StreamConsumer:
@@ -128,8 +141,10 @@ class Runtime:
             consumer=self.consumer,
             dead_letter_stream=self.names.dead_letters,
             handler=handler,
-            on_dead_letter=lambda s: self.dead_letters_total.labels(self.service, s).inc(),
+            on_dead_letter=lambda s: self.dead_letters_total.labels(s).inc(),
         )
+        # The series exists at 0 from the start, so increase() sees the very first dead letter.
+        self.dead_letters_total.labels(stream)
         consumer.register(self.broker)
         self.consumers.append(consumer)
         return consumer
@@ -141,6 +156,10 @@ class Runtime:
     def on_startup(self, hook: BackgroundTask) -> None:
         """Run ``hook`` before consuming starts (and before /healthz answers 200)."""
         self.startup_hooks.append(hook)
+
+    def refresh_gauges(self, hook: BackgroundTask) -> None:
+        """Run ``hook`` every watchdog tick (2 s) to set gauges read from Redis (backlogs)."""
+        self.gauge_hooks.append(hook)
 
     def on_shutdown(self, hook: BackgroundTask) -> None:
         """Run ``hook`` when the process stops (close clients, flush state)."""
@@ -205,6 +224,9 @@ class Runtime:
                 return
             with contextlib.suppress(Exception):
                 await self.refresh_stream_gauges()
+            for hook in self.gauge_hooks:
+                with contextlib.suppress(Exception):
+                    await hook()
             if self.settings.stream_retention:
                 with contextlib.suppress(Exception):
                     await self.apply_retention(self.settings.stream_retention)

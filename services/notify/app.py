@@ -13,6 +13,7 @@ nothing twice.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -102,6 +103,7 @@ def build_alert(subscription: Subscription, article: ClassifiedArticle) -> Alert
             id=a.id, title=a.title, url=a.url, source=a.source, published_at=a.published_at
         ),
         topics=[AlertTopic(id=t.id, score=t.score) for t in article.topics],
+        ingested_at=a.ingested_at,
     )
 
 
@@ -144,6 +146,23 @@ def create_app(
     )
     for outcome in ("new", "duplicate", "folded"):
         alerts_total.labels(outcome)
+    topic_alerts_total = Counter(
+        "topicwatch_notify_topic_alerts_total",
+        "New alerts by topic of their article: the topics classify announced, else 'other'.",
+        ["topic"],
+        registry=runtime.registry,
+    )
+    topic_alerts_total.labels("other")
+    known_topics: set[str] = set()
+
+    async def refresh_known_topics() -> None:
+        """Label values are the announced taxonomy's topics, so a stray topic id in a stream
+        entry cannot add a series; a new topic's series starts at 0 once announced."""
+        raw = await runtime.redis.get(runtime.names.taxonomy)
+        topics = set(json.loads(raw).get("topics", [])) if raw else set()
+        for topic in topics - known_topics:
+            topic_alerts_total.labels(topic)
+        known_topics.update(topics)
 
     async def handle_entries(entries: Sequence[Entry]) -> list[str]:
         percolator = await index.current()
@@ -172,6 +191,9 @@ def create_app(
                 )
                 created_any = created_any or outcome != "duplicate"
                 alerts_total.labels(outcome).inc()
+                if outcome == "new":
+                    for topic in article.topic_ids():
+                        topic_alerts_total.labels(topic if topic in known_topics else "other").inc()
             done.append(entry.id)
         if created_any:
             worker.wake()
@@ -179,6 +201,9 @@ def create_app(
 
     consumer = runtime.consume(runtime.names.classified, GROUP_NOTIFY, handle_entries)
     runtime.run_in_background("delivery", worker.run)
+    runtime.refresh_gauges(worker.refresh_backlog)
+    runtime.on_startup(refresh_known_topics)
+    runtime.refresh_gauges(refresh_known_topics)
     for channel in channels.values():
         runtime.on_shutdown(channel.aclose)
     runtime.http.include_router(

@@ -32,13 +32,14 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.models import Alert, utcnow
 from services.common.streams import DATA_FIELD, StreamNames
@@ -92,6 +93,15 @@ return 0
 
 CHANNELS = ("webhook", "email")
 OUTCOMES = ("delivered", "retryable", "permanent", "gone")
+KINDS = ("alert", "digest")
+
+#: One send: a webhook answering in milliseconds up to the webhook timeout and beyond (SMTP).
+SEND_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+#: Ingested -> delivered: about a second when all is well, hours for a digest or after retries.
+END_TO_END_BUCKETS = (
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+    7200.0, 21600.0, 86400.0,
+)  # fmt: skip
 
 
 class DeliveryMetrics:
@@ -114,11 +124,44 @@ class DeliveryMetrics:
             ["kind", "reason"],
             registry=registry,
         )
+        self.send_seconds = Histogram(
+            "topicwatch_notify_delivery_duration_seconds",
+            "Time one delivery attempt took (the webhook request, or the SMTP exchange),"
+            " by channel and outcome.",
+            ["channel", "outcome"],
+            registry=registry,
+            buckets=SEND_BUCKETS,
+        )
+        self.end_to_end_seconds = Histogram(
+            "topicwatch_end_to_end_seconds",
+            "From the article's ingestion to the delivery of its alert, by channel and kind"
+            " (a digest waits for its window on purpose).",
+            ["channel", "kind"],
+            registry=registry,
+            buckets=END_TO_END_BUCKETS,
+        )
+        self.backlog = Gauge(
+            "topicwatch_notify_delivery_backlog",
+            "Subscriptions with alerts queued for delivery: due now (state=due) or waiting"
+            " for a digest window, rate limit, mute, retry delay or a worker's lease (waiting).",
+            ["state"],
+            registry=registry,
+        )
+        self.oldest_due_seconds = Gauge(
+            "topicwatch_notify_delivery_oldest_due_seconds",
+            "How long the subscription due the longest has been waiting for a worker (0: none).",
+            registry=registry,
+        )
         for channel in (*CHANNELS, "none"):
             self.dead_total.labels(channel)
         for channel in CHANNELS:
             for outcome in OUTCOMES:
                 self.attempts_total.labels(channel, outcome)
+                self.send_seconds.labels(channel, outcome)
+            for kind in KINDS:
+                self.end_to_end_seconds.labels(channel, kind)
+        for state in ("due", "waiting"):
+            self.backlog.labels(state)
         for kind in ("alert", "digest"):
             for reason in ("immediate", "digest", "rate_limit", "muted"):
                 self.notifications_total.labels(kind, reason)
@@ -329,11 +372,16 @@ class DeliveryWorker:
             if channel is None:
                 outcome = DeliveryOutcome.permanent(f"no {destination.kind} channel configured")
             else:
+                started = time.perf_counter()
                 outcome = await channel.send(notification, destination)
+                self.metrics.send_seconds.labels(destination.kind, outcome.status.value).observe(
+                    time.perf_counter() - started
+                )
             kind = destination.kind
             attempts = await self._record(flight.id, outcome)
             self.metrics.attempts_total.labels(kind, outcome.status.value).inc()
             if outcome.status is OutcomeStatus.DELIVERED:
+                self._observe_end_to_end(kind, flight.digest, alerts)
                 await self._complete_flight(sid, flight)
                 await self._renew(sid)
                 continue
@@ -350,6 +398,31 @@ class DeliveryWorker:
             else:
                 await self._dead_letter(flight, alerts, kind, f"permanent: {outcome.reason}")
             await self._complete_flight(sid, flight)
+
+    def _observe_end_to_end(self, channel: str, digest: bool, alerts: Sequence[Alert]) -> None:
+        """Ingested -> delivered, once per alert (alerts from before ingested_at: skipped)."""
+        now = self.clock()
+        histogram = self.metrics.end_to_end_seconds.labels(channel, "digest" if digest else "alert")
+        for alert in alerts:
+            at = alert.ingested_at
+            if at is None:
+                continue
+            if at.tzinfo is None:  # written by ingest in UTC; a naive value is UTC too
+                at = at.replace(tzinfo=UTC)
+            histogram.observe(max(0.0, (now - at).total_seconds()))
+
+    async def refresh_backlog(self) -> None:
+        """Set the backlog gauges from the ``due`` sorted set (three cheap commands)."""
+        now = self.now()
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zcount(self.keys.due, "-inf", now)
+            pipe.zcard(self.keys.due)
+            pipe.zrange(self.keys.due, 0, 0, withscores=True)
+            due, total, oldest = await pipe.execute()
+        self.metrics.backlog.labels("due").set(due)
+        self.metrics.backlog.labels("waiting").set(total - due)
+        age = now - float(oldest[0][1]) if oldest else 0.0
+        self.metrics.oldest_due_seconds.set(max(0.0, age))
 
     async def _plan(
         self, sid: str, subscription: Subscription | None

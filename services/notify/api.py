@@ -237,21 +237,34 @@ def build_router(
 
     @router.patch("/subscriptions/{subscription_id}", tags=["subscriptions"], dependencies=api_key)
     async def patch(subscription_id: str, body: SubscriptionPatch) -> dict[str, Any]:
-        """Change only the fields sent (``null`` clears); the result is validated as a whole."""
-        current = await get_or_404(subscription_id)
+        """Change only the fields sent (``null`` clears); the result is validated as a whole.
+
+        The fields sent are applied to the subscription as stored at the moment of writing
+        (``store.update``), so a concurrent change to other fields (say, the delivery worker
+        disabling it after a 410) is kept, not overwritten by a stale copy.
+        """
+        await get_or_404(subscription_id)
         if "webhook_url" in body.model_fields_set:
             await check_url(body.webhook_url)
         if "topics" in body.model_fields_set:
             await check_topics(body.topics)
-        try:
-            changed = current.apply(body, now=now())
-        except ValidationError as exc:  # the merged whole is invalid (e.g. digest, no interval)
-            detail = [e.model_dump() for e in field_errors(exc)]
-            raise HTTPException(422, detail=detail) from None
-        check_one_channel(changed)
-        await store.put(changed)
+        had_secret: dict[str, bool] = {}
+
+        def change(current: Subscription) -> Subscription:
+            try:
+                changed = current.apply(body, now=now())
+            except ValidationError as exc:  # the merged whole is invalid (digest, no interval)
+                detail = [e.model_dump() for e in field_errors(exc)]
+                raise HTTPException(422, detail=detail) from None
+            check_one_channel(changed)
+            had_secret["before"] = bool(current.webhook_secret)
+            return changed
+
+        changed = await store.update(subscription_id, change)
+        if changed is None:  # deleted meanwhile
+            raise HTTPException(404, detail=f"no subscription {subscription_id}")
         view = public_view(changed)
-        if changed.webhook_secret and not current.webhook_secret:
+        if changed.webhook_secret and not had_secret["before"]:
             view["webhook_secret"] = changed.webhook_secret  # a new secret is shown once
         return view
 
@@ -275,23 +288,29 @@ def build_router(
         subscription_id: str, grace_hours: float = Query(24.0, ge=0, le=24 * 30)
     ) -> dict[str, Any]:
         """New webhook secret; the old one keeps signing (a second signature) for the grace."""
-        current = await get_or_404(subscription_id)
-        if not current.webhook_url or not current.webhook_secret:
-            raise _field_error("webhook_url", "the subscription has no webhook", 409)
-        moment = now()
-        keep = [s for s in current.previous_webhook_secrets if s.expires_at > moment]
-        if grace_hours > 0:
-            expires = moment + timedelta(hours=grace_hours)
-            keep.append(RetiringSecret(secret=current.webhook_secret, expires_at=expires))
+        await get_or_404(subscription_id)
         secret = generate_secret()
-        changed = current.model_copy(
-            update={
-                "webhook_secret": secret,
-                "previous_webhook_secrets": keep,
-                "updated_at": moment,
-            }
-        )
-        await store.put(changed)
+        moment = now()
+
+        def change(current: Subscription) -> Subscription:
+            if not current.webhook_url or not current.webhook_secret:
+                raise _field_error("webhook_url", "the subscription has no webhook", 409)
+            keep = [s for s in current.previous_webhook_secrets if s.expires_at > moment]
+            if grace_hours > 0:
+                expires = moment + timedelta(hours=grace_hours)
+                keep.append(RetiringSecret(secret=current.webhook_secret, expires_at=expires))
+            return current.model_copy(
+                update={
+                    "webhook_secret": secret,
+                    "previous_webhook_secrets": keep,
+                    "updated_at": moment,
+                }
+            )
+
+        changed = await store.update(subscription_id, change)
+        if changed is None:  # deleted meanwhile
+            raise HTTPException(404, detail=f"no subscription {subscription_id}")
+        keep = changed.previous_webhook_secrets
         return {
             "id": subscription_id,
             "webhook_secret": secret,

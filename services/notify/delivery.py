@@ -393,8 +393,13 @@ class DeliveryWorker:
                 why = f"gave up after {attempts} attempts: {outcome.reason}"
                 await self._dead_letter(flight, alerts, kind, why)
             elif outcome.status is OutcomeStatus.GONE:
-                await self.disable(subscription, f"endpoint gone: {outcome.reason}")
-                await self._dead_letter(flight, alerts, kind, f"endpoint gone: {outcome.reason}")
+                why = f"endpoint gone: {outcome.reason}"
+                if await self.disable(sid, destination.address, why) == "moved":
+                    # The owner pointed the subscription elsewhere while this was sent: the
+                    # old endpoint being gone says nothing about the new one. Send it there.
+                    seen_version = None
+                    continue
+                await self._dead_letter(flight, alerts, kind, why)
             else:
                 await self._dead_letter(flight, alerts, kind, f"permanent: {outcome.reason}")
             await self._complete_flight(sid, flight)
@@ -536,12 +541,34 @@ class DeliveryWorker:
             self.metrics.dead_total.labels(channel if channel in CHANNELS else "none").inc()
             log.warning("alert %s dead-lettered: %s", alert.id, reason)
 
-    async def disable(self, subscription: Subscription, reason: str) -> None:
-        """Mark the subscription disabled (it stops matching) with the reason for its owner."""
-        changed = subscription.model_copy(
-            update={"disabled": True, "disabled_reason": reason, "updated_at": self.clock()}
-        )
-        await self.store.put(changed)
+    async def disable(self, sid: str, address: str, reason: str) -> str:
+        """Mark the subscription disabled (it stops matching) with the reason for its owner.
+
+        Applied to the subscription as stored *now* (``store.update``), never to the copy read
+        before the send: that copy is up to a send timeout old, and writing it back reverted a
+        PATCH made meanwhile or brought back a subscription deleted meanwhile. Returns
+        ``"disabled"``, ``"deleted"`` (nothing to disable: it stays deleted) or ``"moved"``
+        (its destination is no longer ``address``, the endpoint that said it is gone: the
+        owner's newer choice wins and the subscription is left enabled).
+        """
+        result = "deleted"
+
+        def change(current: Subscription) -> Subscription | None:
+            nonlocal result
+            if (current.webhook_url or current.email) != address:
+                result = "moved"
+                return None
+            result = "disabled"
+            if current.disabled:
+                return None
+            return current.model_copy(
+                update={"disabled": True, "disabled_reason": reason, "updated_at": self.clock()}
+            )
+
+        await self.store.update(sid, change)
+        if result == "moved":
+            log.info("subscription %s: %s, but it has a new destination since", sid, reason)
+        return result
 
     # --- replay ----------------------------------------------------------------------------
 

@@ -10,15 +10,23 @@ Layout (under the stream prefix):
 * ``subscriptions:changes`` — a capped stream with one entry (id, op) per change, written in
   the same transaction as the version, so a process can apply just what changed instead of
   rebuilding its index of 100,000 subscriptions (it rebuilds only when it fell behind the cap).
+
+Changes to an existing subscription (PATCH, secret rotation, the delivery worker disabling it
+after a 410) go through ``update``: read, change, write under ``WATCH``, so a write that
+landed in between makes the transaction fail and the change is applied again to what is
+stored now. Without it, a writer holding a copy read earlier (the worker keeps one across a
+send of up to 10 s) reverted a concurrent PATCH, or brought back a deleted subscription.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
+from redis.exceptions import WatchError
 
 from services.common.streams import StreamNames
 from services.notify.subscriptions import Subscription
@@ -51,6 +59,51 @@ class SubscriptionStore:
             change: dict[Any, Any] = {"id": sid, "op": "put"}
             pipe.xadd(self.changes_key, change, maxlen=CHANGES_KEPT, approximate=False)
             await pipe.execute()
+
+    async def update(
+        self,
+        subscription_id: str,
+        change: Callable[[Subscription], Subscription | None],
+        *,
+        attempts: int = 50,
+    ) -> Subscription | None:
+        """Apply ``change`` to the stored subscription atomically; returns what was written.
+
+        ``change`` gets the subscription as stored now and returns the new version, or
+        ``None`` to write nothing; it may raise to refuse (the exception propagates). It can
+        run more than once (each time a concurrent write won the race), so it must be pure.
+        Nothing is written when the subscription does not exist (it was deleted: an update
+        must not bring it back); then ``None`` is returned.
+
+        Optimistic concurrency (``WATCH``/``MULTI``) rather than a lock: conflicts are rare
+        (one owner's PATCH against one 410), a lock would need a timeout and a fencing token,
+        and a field-level Lua update would have to re-implement the model's validation in
+        Lua. A stored document that no longer validates is left alone.
+        """
+        key = self._key(subscription_id)
+        async with self.client.pipeline(transaction=True) as pipe:
+            for _ in range(attempts):
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    current = _load(raw) if raw else None
+                    if current is None:
+                        return None
+                    changed = change(current)
+                    if changed is None:
+                        return None
+                    if changed.id != subscription_id:
+                        raise ValueError("an update cannot change a subscription's id")
+                    pipe.multi()
+                    pipe.set(key, changed.model_dump_json())
+                    pipe.incr(self.version_key)
+                    entry: dict[Any, Any] = {"id": subscription_id, "op": "put"}
+                    pipe.xadd(self.changes_key, entry, maxlen=CHANGES_KEPT, approximate=False)
+                    await pipe.execute()
+                    return changed
+                except WatchError:
+                    continue  # written meanwhile: apply the change to the new version
+        raise RuntimeError(f"subscription {subscription_id}: {attempts} conflicting writes")
 
     async def get(self, subscription_id: str) -> Subscription | None:
         raw = await self.client.get(self._key(subscription_id))

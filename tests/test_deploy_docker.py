@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -301,7 +302,7 @@ def test_dockerignore_matching_follows_docker_rules() -> None:
 
 @pytest.mark.e2e
 def test_image_build_step_produces_a_compiled_classifier(
-    tmp_path: Path, context_files: list[str]
+    tmp_path: Path, context_files: list[str], instructions: list[Instruction]
 ) -> None:
     """What ``pip install .`` in the build stage builds, from exactly the build context.
 
@@ -333,6 +334,17 @@ def test_image_build_step_produces_a_compiled_classifier(
 
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    # The Dockerfile's own check, run as the build stage runs it: in the build directory, where
+    # the sources sit beside the installed package.
+    [install] = [i for i in instructions if i.keyword == "RUN" and "pip install ." in i.args]
+    [check] = [shlex.split(part) for part in install.args.split("&&") if " -c " in part]
+    assert check[0] == "/opt/topicwatch/bin/python"
+    checked = subprocess.run(
+        [sys.executable, *check[1:]], cwd=context, env=env, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr[-3000:]
+
     probe = (
         "import services.classify as c, services.classify.classifier as k;"
         "from services.classify.taxonomy import load_taxonomy;"
@@ -341,7 +353,7 @@ def test_image_build_step_produces_a_compiled_classifier(
     run = subprocess.run(
         [sys.executable, "-c", probe],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(site)},
+        env=env,
         capture_output=True,
         text=True,
         check=False,

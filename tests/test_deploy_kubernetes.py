@@ -316,3 +316,59 @@ def test_taxonomy_configmap_as_mounted_is_the_taxonomy_classify_loads(
     packaged_file = ROOT / "services/classify/data/taxonomy.yaml"
     named = yaml.safe_load(packaged_file.read_text())["gazetteers"]
     assert sorted(named) == sorted(i["path"] for i in volume["configMap"]["items"][1:])
+
+
+def test_notify_backlog_component_adds_a_prometheus_trigger_on_a_real_metric(
+    tmp_path: Path,
+) -> None:
+    """The optional component: an overlay that uses it renders and validates, and its query
+    names a metric notify exports, in PromQL that Prometheus' own parser accepts."""
+    overlay = tmp_path / "with-backlog"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [str(KUBE / "overlays" / "single-redis")],
+                "components": [str(KUBE / "components" / "notify-backlog")],
+            }
+        )
+    )
+    result = subprocess.run(
+        [kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(overlay)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    docs = tuple(d for d in yaml.safe_load_all(result.stdout) if d)
+    scaled = by_kind(docs, "ScaledObject")
+    validate(scaled["notify"])
+    [trigger] = [t for t in scaled["notify"]["spec"]["triggers"] if t["type"] == "prometheus"]
+    query = trigger["metadata"]["query"]
+    assert {"redis-streams"} == {t["type"] for t in scaled["classify"]["spec"]["triggers"]}
+
+    from prometheus_client import CollectorRegistry
+
+    from services.notify.delivery import DeliveryMetrics
+
+    registry = CollectorRegistry()
+    DeliveryMetrics(registry)
+    exported = {m.name for m in registry.collect()}
+    assert (
+        "topicwatch_notify_delivery_backlog" in exported
+        and "topicwatch_notify_delivery_backlog" in query
+    )
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (Debian package prometheus) not installed: query not parsed")
+    rules = tmp_path / "rules.yml"
+    rules.write_text(
+        yaml.safe_dump({"groups": [{"name": "q", "rules": [{"record": "q", "expr": query}]}]})
+    )
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(rules)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

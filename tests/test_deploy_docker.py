@@ -347,7 +347,7 @@ def test_image_build_step_produces_a_compiled_classifier(
 
     probe = (
         "import services.classify as c, services.classify.classifier as k;"
-        "from services.classify.taxonomy import load_taxonomy;"
+        "from services.classify.loader import load_taxonomy;"
         "print(c.compiled(), k.__file__, len(load_taxonomy().topics))"
     )
     run = subprocess.run(

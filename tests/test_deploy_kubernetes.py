@@ -16,6 +16,7 @@ Operator acting on these objects.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from functools import cache
@@ -27,7 +28,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from services.classify.taxonomy import load_taxonomy
+from services.classify.loader import load_taxonomy
 from services.common.settings import Settings, env_name
 from services.common.streams import GROUP_CLASSIFY, GROUP_INGEST, GROUP_NOTIFY, StreamNames
 
@@ -330,8 +331,9 @@ def test_notify_backlog_component_adds_a_prometheus_trigger_on_a_real_metric(
             {
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
-                "resources": [str(KUBE / "overlays" / "single-redis")],
-                "components": [str(KUBE / "components" / "notify-backlog")],
+                # Kustomize wants relative paths.
+                "resources": [os.path.relpath(KUBE / "overlays" / "single-redis", overlay)],
+                "components": [os.path.relpath(KUBE / "components" / "notify-backlog", overlay)],
             }
         )
     )

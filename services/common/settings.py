@@ -2,7 +2,19 @@
 
 Read once at process start (``load_settings``) and passed down explicitly: nothing in
 topicwatch reads the environment anywhere else, so a test can build a ``Settings`` by hand
-and get exactly the service it describes.
+and get exactly the service it describes.  (tests/test_architecture.py checks that no other
+module under services/ touches ``os.environ``/``os.getenv``.)
+
+Two settings are needed before a ``Settings`` can exist, so :class:`EarlySettings` holds them
+and reads only them: ``TOPICWATCH_PURE_PYTHON`` decides, when ``services.classify`` is first
+imported, whether the mypyc-compiled modules or their sources are loaded; and
+``TOPICWATCH_REDIS_SERVER`` names the redis-server binary a ``RedisServer`` starts when its
+caller does not say (test fixtures, benchmarks).  ``Settings`` inherits both, so
+``load_settings`` still validates and reports them like every other variable.
+
+Not reading but handing on: ``topicwatch up`` (and the pipeline benchmark) give the service
+processes they start a copy of the environment, with the Redis URL they chose added.
+setup.py reads ``TOPICWATCH_PURE_PYTHON`` at build time too; it is not part of the program.
 """
 
 from __future__ import annotations
@@ -38,7 +50,23 @@ def _split_csv(value: Any) -> Any:
     return value
 
 
-class Settings(BaseSettings):
+class EarlySettings(BaseSettings):
+    """The settings read before a ``Settings`` exists (see the module docstring); reading
+    them does not depend on the other variables being valid."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    pure_python: bool = Field(
+        default=False,
+        description="Load the classifier's hot modules from source, not the compiled build.",
+    )
+    redis_server: str | None = Field(
+        default=None,
+        description="redis-server (or valkey-server) binary; default the bundled one, then PATH.",
+    )
+
+
+class Settings(EarlySettings):
     """Configuration of all three services and the CLI (env prefix ``TOPICWATCH_``)."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
@@ -171,6 +199,10 @@ class Settings(BaseSettings):
     public_url: str = Field(
         default="", description="Base URL of the notify API, used in alert links."
     )
+    read_token: SecretStr | None = Field(
+        default=None,
+        description="`topicwatch tail`'s default subscription read token (else an API key).",
+    )
 
     log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
 
@@ -234,7 +266,8 @@ def load_settings(**overrides: Any) -> Settings:
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             value = error.get("input")
-            shown = "<hidden>" if "key" in field or "password" in field else repr(value)
+            secret = any(word in field for word in ("key", "password", "token"))
+            shown = "<hidden>" if secret else repr(value)
             lines.append(f"  {env_name(field)}={shown}: {error['msg']}")
         message = "topicwatch: invalid configuration:\n" + "\n".join(lines)
         print(message, file=sys.stderr)

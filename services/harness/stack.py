@@ -177,15 +177,24 @@ class Stack:
         return env
 
     def start(self) -> Stack:
-        self.redis.start()
-        env = self.env()
-        for service, count in self.replica_counts.items():
-            for index in range(1, count + 1):
-                replica = Replica(service, index, env, self.workdir)
-                replica.start()
-                self.replicas.append(replica)
-        for replica in self.replicas:
-            replica.wait_healthy()
+        """Start Redis and every replica; on any failure stop what started and say why."""
+        try:
+            self.redis.start()
+            env = self.env()
+            for service, count in self.replica_counts.items():
+                for index in range(1, count + 1):
+                    replica = Replica(service, index, env, self.workdir)
+                    replica.start()
+                    self.replicas.append(replica)
+            for replica in self.replicas:
+                replica.wait_healthy()
+        except (RuntimeError, TimeoutError) as exc:
+            logs = self.logs_tail()
+            self.stop()
+            raise RuntimeError(f"the stack did not start: {exc}\n{logs}") from None
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def first(self, service: str) -> Replica:

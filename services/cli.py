@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -20,9 +20,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from services.common.cli_errors import describe
 from services.common.settings import Settings, load_settings
+from services.supervisor import SERVICES, Backoff, Supervisor
 
-SERVICES = ("ingest", "classify", "notify")
+__all__ = ["SERVICES", "Supervisor", "build_parser", "main"]
 
 #: Modules that add sub-commands (each has ``register(subparsers)``); missing ones are skipped
 #: only if the module does not exist at all.
@@ -31,6 +33,7 @@ COMMAND_MODULES = (
     "services.classify.cli",
     "services.notify.cli",
     "services.notify.cli_match",
+    "services.notify.cli_subscriptions",
     "services.asyncapi",
     "services.pipeline_bench",
 )
@@ -62,7 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     _configure_logging(settings)
-    from services.classify.taxonomy import TaxonomyError
+    from services.classify.spec import TaxonomyError
 
     try:
         app = create_service_app(args.service, settings)
@@ -78,57 +81,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
-
-
-class Supervisor:
-    """Runs the services as child processes, restarts any that dies, stops all on a signal."""
-
-    def __init__(
-        self, env: dict[str, str], services: tuple[str, ...] = SERVICES, *, quiet: bool = False
-    ) -> None:
-        self.env = env
-        self.services = services
-        self.output = subprocess.DEVNULL if quiet else None
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
-        self.restarts: dict[str, int] = dict.fromkeys(services, 0)
-        self.stopping = False
-
-    def spawn(self, service: str) -> None:
-        argv = [sys.executable, "-m", "services.cli", "serve", service]
-        self.children[service] = subprocess.Popen(  # noqa: S603 - our own CLI
-            argv, env=self.env, stdout=self.output, stderr=self.output
-        )
-
-    def start(self) -> None:
-        for service in self.services:
-            self.spawn(service)
-
-    def poll(self) -> None:
-        for service, child in list(self.children.items()):
-            code = child.poll()
-            if code is None or self.stopping:
-                continue
-            self.restarts[service] += 1
-            delay = min(2 ** min(self.restarts[service], 5), 30)
-            print(
-                f"topicwatch: {service} exited with {code}; restarting in {delay}s",
-                file=sys.stderr,
-            )
-            time.sleep(delay)
-            self.spawn(service)
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self.stopping = True
-        for child in self.children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for child in self.children.values():
-            try:
-                child.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -153,7 +105,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"redis    {server.url} (embedded, data in {server.data_dir})")
     else:
         print("redis    (TOPICWATCH_REDIS_URL)")
-    supervisor = Supervisor(env)
+    supervisor = Supervisor(
+        env,
+        backoff=Backoff(
+            first=settings.restart_delay,
+            maximum=settings.restart_delay_max,
+            healthy_after=settings.restart_healthy_after,
+        ),
+    )
     stop_requested = False
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -194,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="topicwatch",
         description="Event-stream alerting for people who watch the news for a living.",
     )
+    parser.add_argument("--version", action="version", version=f"topicwatch {_version()}")
+    parser.add_argument(
+        "--traceback",
+        action="store_true",
+        help="show the Python traceback of an ordinary error (missing file, service down...)",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = subparsers.add_parser(
         "up", help="start Redis (embedded unless configured) and all services"
@@ -220,7 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    """The installed distribution's version (what pip and bug reports know it by)."""
+    try:
+        return importlib.metadata.version("topicwatch")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: run `make install`)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; an ordinary failure (see ``cli_errors.describe``) is one line on
+    stderr and a non-zero exit, whichever command hit it."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -229,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:
+        described = describe(exc)
+        if described is None or args.traceback:
+            raise
+        message, status = described
+        print(f"topicwatch: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ records every request's conditional headers, and can be told to fail or change c
 from __future__ import annotations
 
 import hashlib
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,9 +43,16 @@ class SeenRequest:
 
 
 class FeedServer:
-    def __init__(self) -> None:
+    """``host``/``port`` pick the listening address (127.0.0.2 is loopback too: two servers on
+    one port tell which address a client connected to); ``tls`` serves HTTPS."""
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.files: dict[str, FeedFile] = {}
         self.requests: list[SeenRequest] = []
+        self.hosts: list[str | None] = []
+        """The Host header of every request."""
         self._lock = threading.Lock()
         server = self
 
@@ -69,6 +77,7 @@ class FeedServer:
                 # Recorded before answering: a client that has its answer sees its request here.
                 with server._lock:
                     server.requests.append(SeenRequest(self.path, inm, ims, status))
+                    server.hosts.append(self.headers.get("Host"))
                 self.send_response(status)
                 if feed is None or status == 304:
                     self.end_headers()
@@ -87,9 +96,12 @@ class FeedServer:
                     self.end_headers()
                     self.wfile.write(feed.body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.port = self.httpd.server_address[1]
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.base_url = f"{'https' if tls else 'http'}://{host}:{self.port}"
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -101,8 +113,10 @@ class FeedServer:
 
 
 @contextmanager
-def running_feed_server() -> Iterator[FeedServer]:
-    server = FeedServer()
+def running_feed_server(
+    host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+) -> Iterator[FeedServer]:
+    server = FeedServer(host, port, tls)
     thread = threading.Thread(target=server.httpd.serve_forever, daemon=True)
     thread.start()
     try:

@@ -2,7 +2,8 @@
 
 It records every request (headers, body) and answers from a script of responses, so tests
 can play a receiver that is fine, failing (500), throttling (429 + Retry-After), gone (410),
-refusing (400), slow, or down (server stopped, connection refused) and then up again.
+refusing (400), slow, held until the test releases it, or down (server stopped, connection
+refused) and then up again.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b"ok"
     delay: float = 0.0
+    hold: threading.Event | None = None
+    """Answer only once this is set (a slow receiver a test releases when it is ready)."""
 
 
 class Receiver:
@@ -78,6 +81,8 @@ class Receiver:
         reply = self._next_reply()
         if reply.delay:
             await asyncio.sleep(reply.delay)
+        if reply.hold is not None:
+            await asyncio.to_thread(reply.hold.wait, 30.0)
         await send(
             {
                 "type": "http.response.start",

@@ -71,7 +71,7 @@ def test_publish_with_api_key_and_unreachable_service(settings, monkeypatch, cap
         assert main(["publish", "--url", url, str(SAMPLES / "seed_article.json")]) == 0
     assert "accepted 1" in capsys.readouterr().out
     assert main(["publish", "--url", url, str(SAMPLES / "seed_article.json")]) == 2
-    assert "cannot reach ingest" in capsys.readouterr().err
+    assert f"cannot reach {url}/v1/articles" in capsys.readouterr().err
 
 
 def test_rejected_list_and_retry(settings, tmp_path, capsys):

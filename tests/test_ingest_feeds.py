@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from services.common.models import ArticleSubmission
+from services.common.ssrf import CheckedTarget, check_webhook_url
 from services.ingest.feeds import (
     FeedFetch,
     FeedStatus,
@@ -168,12 +169,14 @@ async def test_redirects_are_followed_and_every_hop_is_checked(feed_server):
     moved = feed_server.serve("/old.xml", "", status=301, location="/feeds/rss.xml")
     checked: list[str] = []
 
-    async def allow_all(url: str) -> None:
+    async def allow_all(url: str) -> CheckedTarget:
         checked.append(url)
+        return await check_webhook_url(url, allow_private=True)
 
-    async def refuse_new_home(url: str) -> None:
+    async def refuse_new_home(url: str) -> CheckedTarget:
         if url.endswith("/feeds/rss.xml"):
             raise ValueError("host 127.0.0.1 is not allowed")
+        return await check_webhook_url(url, allow_private=True)
 
     async with httpx.AsyncClient(timeout=5) as client:
         followed = await fetch_feed(client, moved, guard=allow_all)

@@ -98,6 +98,17 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- `topicwatch up`'s supervisor ---------------------------------------------------------
+    restart_delay: float = Field(
+        default=2.0, gt=0, description="Wait before restarting a service that died (doubles)."
+    )
+    restart_delay_max: float = Field(default=30.0, gt=0, description="Longest restart wait.")
+    restart_healthy_after: float = Field(
+        default=60.0,
+        gt=0,
+        description="A service up this many seconds is healthy: its restart wait starts over.",
+    )
+
     # --- Classify ---------------------------------------------------------------------------
     taxonomy_path: Path | None = Field(
         default=None, description="Taxonomy file or folder; unset means the packaged default."

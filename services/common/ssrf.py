@@ -8,11 +8,11 @@ routable: loopback, RFC 1918 private, link-local, unique-local (fc00::/7), CGNAT
 unspecified, reserved, or a cloud metadata address; IPv4 hidden inside IPv6 (mapped, 6to4,
 Teredo, NAT64) is unwrapped and checked too.
 
-The check runs at creation (clear error for the subscriber) and again at every delivery,
-because DNS answers change. To close the gap between "checked" and "connected" (DNS
-rebinding), delivery connects to the very address that was checked: the request goes to the
-IP, with the original ``Host`` header and the original name for TLS SNI and certificate
-verification (httpx's ``sni_hostname`` extension).
+The check runs at creation (clear error for the subscriber) and again at every delivery or
+feed fetch, because DNS answers change. To close the gap between "checked" and "connected"
+(DNS rebinding), both connect to the very address that was checked (``pinned_stream``): the
+request goes to the IP, with the original ``Host`` header and the original name for TLS SNI
+and certificate verification (httpx's ``sni_hostname`` extension).
 
 ``TOPICWATCH_ALLOW_PRIVATE_WEBHOOKS=true`` lifts the private-address rule for development and
 tests (a receiver on 127.0.0.1). Cloud metadata addresses stay refused even then: no
@@ -22,10 +22,12 @@ legitimate alert receiver lives there, and it is the one target that leaks crede
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -154,6 +156,35 @@ class CheckedTarget:
         headers = {"Host": netloc}
         extensions = {"sni_hostname": host} if self.url.scheme == "https" else {}
         return self.url.copy_with(host=str(ip)), headers, extensions
+
+
+@contextlib.asynccontextmanager
+async def pinned_stream(
+    client: httpx.AsyncClient,
+    method: str,
+    target: CheckedTarget,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> AsyncIterator[httpx.Response]:
+    """``client.stream(method, ...)`` to the address that was checked, never to a new lookup.
+
+    The one way topicwatch sends a request to a user-chosen URL (webhooks and feeds alike), so
+    the checked address is the one connected to. ``response.url`` carries the IP: callers
+    resolve relative references against ``target.url`` instead. ``client`` must not follow
+    redirects (each hop needs its own check) and should have ``trust_env=False`` (a proxy from
+    the environment would resolve the name again on our behalf).
+    """
+    url, pin_headers, extensions = target.pinned()
+    async with client.stream(
+        method,
+        url,
+        headers={**(headers or {}), **pin_headers},
+        extensions=extensions,
+        follow_redirects=False,
+        **kwargs,
+    ) as response:
+        yield response
 
 
 async def check_webhook_url(

@@ -14,7 +14,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -262,7 +261,7 @@ def build_feeds_router(registry: FeedRegistry, poller: FeedPoller) -> APIRouter:
     async def poll_feeds() -> JSONResponse:
         """Poll every feed now (conditional GETs) and return their statuses."""
         try:
-            async with httpx.AsyncClient(timeout=poller.timeout) as client:
+            async with poller.client() as client:
                 statuses = await poller.poll_all(client)
         except RedisError:
             return _unavailable()

@@ -111,20 +111,12 @@ def _fail(response: httpx.Response) -> int:
     return 2
 
 
-def _unreachable(client: httpx.Client, exc: Exception) -> int:
-    print(f"topicwatch: cannot reach ingest at {client.base_url}: {exc}", file=sys.stderr)
-    return 2
-
-
 def _call(
     args: argparse.Namespace, method: str, path: str, *, timeout: float = 60.0, **kwargs: Any
-) -> httpx.Response | int:
-    """One request to ingest's API; an int is the exit status when ingest cannot be reached."""
+) -> httpx.Response:
+    """One request to ingest's API (an unreachable service is reported by the CLI entry)."""
     with _client(args, load_settings(), timeout=timeout) as client:
-        try:
-            return client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            return _unreachable(client, exc)
+        return client.request(method, path, **kwargs)
 
 
 # --- publish ------------------------------------------------------------------------------
@@ -263,8 +255,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
             for batch in _batches(items, batch_size):
                 _send_batch(client, batch, tally, settings.ingest_max_article_bytes)
                 progress.advance(task, len(batch))
-        except httpx.HTTPError as exc:
-            return _unreachable(client, exc)
+        except httpx.HTTPError:
+            _summary(console, tally)  # what was sent before the service went away
+            raise
         except PublishError as exc:
             _summary(console, tally)
             return _fail(exc.response)
@@ -277,8 +270,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_rejected_list(args: argparse.Namespace) -> int:
     response = _call(args, "GET", "/v1/rejected", params={"limit": args.limit})
-    if isinstance(response, int):
-        return response
     if response.status_code != 200:
         return _fail(response)
     data = response.json()
@@ -317,8 +308,6 @@ def cmd_rejected_retry(args: argparse.Namespace) -> int:
             print(f"topicwatch: cannot read {args.payload}: {exc}", file=sys.stderr)
             return 2
     response = _call(args, "POST", "/v1/rejected/retry", json=request)
-    if isinstance(response, int):
-        return response
     if response.status_code != 200:
         return _fail(response)
     results = response.json()["results"]
@@ -352,8 +341,6 @@ def _feeds_table(feeds: list[dict[str, Any]]) -> Table:
 
 def cmd_feeds_add(args: argparse.Namespace) -> int:
     response = _call(args, "POST", "/v1/feeds", json={"url": args.feed_url})
-    if isinstance(response, int):
-        return response
     if response.status_code == 201:
         print(f"added {response.json()['url']}")
         return 0
@@ -365,8 +352,6 @@ def cmd_feeds_add(args: argparse.Namespace) -> int:
 
 def cmd_feeds_list(args: argparse.Namespace) -> int:
     response = _call(args, "GET", "/v1/feeds")
-    if isinstance(response, int):
-        return response
     if response.status_code != 200:
         return _fail(response)
     feeds = response.json()["feeds"]
@@ -382,8 +367,6 @@ def cmd_feeds_list(args: argparse.Namespace) -> int:
 
 def cmd_feeds_remove(args: argparse.Namespace) -> int:
     response = _call(args, "DELETE", "/v1/feeds", params={"url": args.feed_url})
-    if isinstance(response, int):
-        return response
     if response.status_code == 200:
         print(f"removed {args.feed_url}")
         return 0
@@ -395,8 +378,6 @@ def cmd_feeds_remove(args: argparse.Namespace) -> int:
 
 def cmd_feeds_poll(args: argparse.Namespace) -> int:
     response = _call(args, "POST", "/v1/feeds/poll", timeout=300.0)
-    if isinstance(response, int):
-        return response
     if response.status_code != 200:
         return _fail(response)
     feeds = response.json()["feeds"]

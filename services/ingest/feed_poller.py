@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from services.common.models import utcnow
 from services.common.settings import Settings
-from services.common.ssrf import UnsafeURLError, check_webhook_url
+from services.common.ssrf import CheckedTarget, Resolver, UnsafeURLError, check_webhook_url
 from services.common.streams import StreamNames
 from services.common.urls import InvalidURL, canonical_url
 from services.ingest.feeds import (
@@ -115,18 +115,20 @@ class FeedMetrics:
             self.consecutive_errors.labels(status.url).set(status.consecutive_errors)
 
 
-def address_guard(allow_private: bool) -> URLGuard:
+def address_guard(allow_private: bool, resolver: Resolver | None = None) -> URLGuard:
     """Refuse feed addresses inside our own network (loopback, private, link-local, metadata).
 
     Ingest fetches whatever URL a feed names, from inside the deployment; the same rules as for
     webhooks apply (notify's SSRF check: every resolved address must be public), checked when
     the feed is added and before every request, redirects included.
     ``TOPICWATCH_ALLOW_PRIVATE_FEEDS=true`` lifts the private-address rule (dev and tests).
+    The checked target it returns is what ``fetch_feed`` connects to. ``resolver`` replaces
+    the system's DNS lookup (tests script DNS answers with it).
     """
 
-    async def guard(url: str) -> None:
+    async def guard(url: str) -> CheckedTarget:
         try:
-            await check_webhook_url(url, allow_private=allow_private)
+            return await check_webhook_url(url, allow_private=allow_private, resolver=resolver)
         except UnsafeURLError as exc:
             raise ValueError(exc.reason.replace("webhook host", "host")) from None
 
@@ -202,6 +204,7 @@ class FeedPoller:
         metrics: FeedMetrics,
         *,
         timeout: float = 20.0,
+        resolver: Resolver | None = None,
     ) -> None:
         self.registry = registry
         self.pipeline = pipeline
@@ -209,7 +212,7 @@ class FeedPoller:
         self.metrics = metrics
         self.timeout = timeout
         self.wake = asyncio.Event()
-        self.guard = address_guard(settings.allow_private_feeds)
+        self.guard = address_guard(settings.allow_private_feeds, resolver)
 
     async def check(self, url: str) -> str:
         """The feed URL if it may be polled; raises ``InvalidURL`` saying why not."""
@@ -258,6 +261,14 @@ class FeedPoller:
         finally:
             await self.registry.client.delete(self.registry.lock_key(url))
 
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client feeds are fetched with.
+
+        ``trust_env=False``: a proxy from the environment would connect on our behalf to
+        whatever the name resolves to there, defeating the address pinning.
+        """
+        return httpx.AsyncClient(timeout=self.timeout, trust_env=False, follow_redirects=False)
+
     async def poll_all(self, client: httpx.AsyncClient) -> list[FeedStatus]:
         results = []
         for status in await self.registry.list():
@@ -283,7 +294,7 @@ class FeedPoller:
     async def run(self) -> None:
         """The background loop: poll what is due, then sleep until the next is due (or woken)."""
         await self.seed()
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
+        async with self.client() as client:
             while True:
                 try:
                     for status in await self.registry.list():

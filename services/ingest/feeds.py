@@ -14,6 +14,7 @@ guid), used to remember which items were already ingested.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pydantic import BaseModel
 
 from services.common.html import fragment_to_text
 from services.common.models import MetadataValue, utcnow
+from services.common.ssrf import CheckedTarget, pinned_stream
 
 #: A feed larger than this is refused (a real feed is kilobytes; this is a runaway response).
 MAX_FEED_BYTES = 10 * 1024 * 1024
@@ -187,24 +189,41 @@ def item_to_submission(item: FeedItem, *, feed_url: str, feed_title: str | None)
     }
 
 
-#: Checks one address before it is fetched (the feed URL and every redirect); raises
-#: ``ValueError`` or ``OSError`` with the reason to refuse it.
-URLGuard = Callable[[str], Awaitable[None]]
+#: Checks one address before it is fetched (the feed URL and every redirect) and returns the
+#: checked target, whose address is the one connected to (no second DNS lookup: rebinding);
+#: raises ``ValueError`` or ``OSError`` with the reason to refuse it.
+URLGuard = Callable[[str], Awaitable[CheckedTarget]]
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
+def _stream(
+    client: httpx.AsyncClient, url: str, target: CheckedTarget | None, headers: dict[str, str]
+) -> contextlib.AbstractAsyncContextManager[httpx.Response]:
+    if target is None:  # no guard (tests, tools on trusted URLs): an ordinary request
+        return client.stream("GET", url, headers=headers, follow_redirects=False)
+    return pinned_stream(client, "GET", target, headers=headers)
+
+
 async def _download(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str], max_bytes: int
+    client: httpx.AsyncClient,
+    url: str,
+    target: CheckedTarget | None,
+    headers: dict[str, str],
+    max_bytes: int,
 ) -> FeedFetch | tuple[bytes, httpx.Response] | str:
-    """One GET: an outcome, the body with its response, or the next URL of a redirect."""
-    async with client.stream("GET", url, headers=headers, follow_redirects=False) as response:
+    """One GET: an outcome, the body with its response, or the next URL of a redirect.
+
+    Relative references resolve against ``url``, not ``response.url``: a pinned request's
+    response carries the checked IP address instead of the feed's host name.
+    """
+    async with _stream(client, url, target, headers) as response:
         if response.status_code == 304:
             return FeedFetch(outcome="not_modified", http_status=304)
         if response.status_code in _REDIRECTS:
             location = response.headers.get("location")
             if not location:
                 return FeedFetch(outcome="error", error="redirect without a Location")
-            return str(response.url.join(location))
+            return str(httpx.URL(url).join(location))
         if response.status_code >= 400:
             return FeedFetch(
                 outcome="error",
@@ -238,7 +257,8 @@ async def fetch_feed(
     """One conditional GET and parse.  Never raises for feed problems: they are an outcome.
 
     Redirects are followed here rather than by httpx so that ``guard`` sees every address
-    before it is requested (a public feed must not redirect ingest into the private network).
+    before it is requested (a public feed must not redirect ingest into the private network),
+    and each request goes to the address the guard checked (``ssrf.pinned_stream``).
     """
     headers = {
         "User-Agent": USER_AGENT,
@@ -251,13 +271,14 @@ async def fetch_feed(
         headers["If-Modified-Since"] = last_modified
     target = url
     for _ in range(max_redirects + 1):
+        checked: CheckedTarget | None = None
         if guard is not None:
             try:
-                await guard(target)
+                checked = await guard(target)
             except (ValueError, OSError) as exc:
                 return FeedFetch(outcome="error", error=f"refused {target}: {exc}")
         try:
-            result = await _download(client, target, headers, max_bytes)
+            result = await _download(client, target, checked, headers, max_bytes)
         except httpx.HTTPError as exc:
             return FeedFetch(outcome="error", error=f"{type(exc).__name__}: {exc}".rstrip(": "))
         if isinstance(result, str):
@@ -270,7 +291,7 @@ async def fetch_feed(
         content, response = result
         response_headers = {k.lower(): v for k, v in response.headers.items()}
         # Relative item links resolve against the feed's own (final) address.
-        response_headers.setdefault("content-location", str(response.url))
+        response_headers.setdefault("content-location", target)
         try:
             feed = parse_feed(content, headers=response_headers)
         except FeedError as exc:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -26,12 +26,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common.http import require_api_key
-from services.common.models import field_errors
+from services.common.models import field_errors, utcnow
 from services.common.settings import Settings
 from services.common.ssrf import ResolutionError, UnsafeURLError, check_webhook_url
-from services.common.streams import DATA_FIELD
+from services.common.streams import DATA_FIELD, as_text
+from services.notify import deadletters
 from services.notify.alerts import AlertKeys
-from services.notify.delivery import DeliveryWorker, NotRedeliverable
+from services.notify.delivery import DeliveryWorker
 from services.notify.signing import generate_secret
 from services.notify.store import SubscriptionStore
 from services.notify.subscriptions import (
@@ -52,10 +53,6 @@ def public_view(subscription: Subscription) -> dict[str, Any]:
 
 def _field_error(field: str, message: str, status: int = 422) -> HTTPException:
     return HTTPException(status, detail=[{"field": field, "message": message}])
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _bearer(request: Request) -> str | None:
@@ -97,12 +94,12 @@ class History:
         """The stream id to read *after*: since's alert or time, else the newest entry."""
         if since is None:
             newest = await self.client.xrevrange(self.keys.history(sid), "+", "-", count=1)
-            return _text(newest[0][0]) if newest else "0-0"
+            return as_text(newest[0][0]) if newest else "0-0"
         alert_id, stream_id = parse_since(since)
         if alert_id is not None:
             pos = await self.client.get(self.keys.position(alert_id))
             # Unknown or trimmed: replay what is kept rather than silently skip alerts.
-            return _text(pos) if pos else "0-0"
+            return as_text(pos) if pos else "0-0"
         assert stream_id is not None
         ms = int(stream_id.split("-")[0])
         return f"{ms - 1}-18446744073709551615" if ms > 0 else "0-0"
@@ -111,11 +108,11 @@ class History:
         self, sid: str, after: str, count: int
     ) -> list[tuple[str, dict[str, Any]]]:
         entries = await self.client.xrange(self.keys.history(sid), f"({after}", "+", count=count)
-        return await self.current([(_text(i), _decode(f)) for i, f in entries or []])
+        return await self.current([(as_text(i), _decode(f)) for i, f in entries or []])
 
     async def latest(self, sid: str, count: int) -> list[tuple[str, dict[str, Any]]]:
         entries = await self.client.xrevrange(self.keys.history(sid), "+", "-", count=count)
-        return await self.current([(_text(i), _decode(f)) for i, f in reversed(entries or [])])
+        return await self.current([(as_text(i), _decode(f)) for i, f in reversed(entries or [])])
 
     async def current(
         self, entries: list[tuple[str, dict[str, Any]]]
@@ -148,7 +145,7 @@ def build_router(
 ) -> APIRouter:
     router = APIRouter(prefix="/v1")
     history = History(worker.client, worker.keys)
-    now = clock or (lambda: datetime.now(UTC))
+    now = clock or utcnow
     allow_private = settings.allow_private_webhooks
 
     async def check_url(url: str | None) -> None:
@@ -237,21 +234,34 @@ def build_router(
 
     @router.patch("/subscriptions/{subscription_id}", tags=["subscriptions"], dependencies=api_key)
     async def patch(subscription_id: str, body: SubscriptionPatch) -> dict[str, Any]:
-        """Change only the fields sent (``null`` clears); the result is validated as a whole."""
-        current = await get_or_404(subscription_id)
+        """Change only the fields sent (``null`` clears); the result is validated as a whole.
+
+        The fields sent are applied to the subscription as stored at the moment of writing
+        (``store.update``), so a concurrent change to other fields (say, the delivery worker
+        disabling it after a 410) is kept, not overwritten by a stale copy.
+        """
+        await get_or_404(subscription_id)
         if "webhook_url" in body.model_fields_set:
             await check_url(body.webhook_url)
         if "topics" in body.model_fields_set:
             await check_topics(body.topics)
-        try:
-            changed = current.apply(body, now=now())
-        except ValidationError as exc:  # the merged whole is invalid (e.g. digest, no interval)
-            detail = [e.model_dump() for e in field_errors(exc)]
-            raise HTTPException(422, detail=detail) from None
-        check_one_channel(changed)
-        await store.put(changed)
+        had_secret: dict[str, bool] = {}
+
+        def change(current: Subscription) -> Subscription:
+            try:
+                changed = current.apply(body, now=now())
+            except ValidationError as exc:  # the merged whole is invalid (digest, no interval)
+                detail = [e.model_dump() for e in field_errors(exc)]
+                raise HTTPException(422, detail=detail) from None
+            check_one_channel(changed)
+            had_secret["before"] = bool(current.webhook_secret)
+            return changed
+
+        changed = await store.update(subscription_id, change)
+        if changed is None:  # deleted meanwhile
+            raise HTTPException(404, detail=f"no subscription {subscription_id}")
         view = public_view(changed)
-        if changed.webhook_secret and not current.webhook_secret:
+        if changed.webhook_secret and not had_secret["before"]:
             view["webhook_secret"] = changed.webhook_secret  # a new secret is shown once
         return view
 
@@ -275,23 +285,29 @@ def build_router(
         subscription_id: str, grace_hours: float = Query(24.0, ge=0, le=24 * 30)
     ) -> dict[str, Any]:
         """New webhook secret; the old one keeps signing (a second signature) for the grace."""
-        current = await get_or_404(subscription_id)
-        if not current.webhook_url or not current.webhook_secret:
-            raise _field_error("webhook_url", "the subscription has no webhook", 409)
-        moment = now()
-        keep = [s for s in current.previous_webhook_secrets if s.expires_at > moment]
-        if grace_hours > 0:
-            expires = moment + timedelta(hours=grace_hours)
-            keep.append(RetiringSecret(secret=current.webhook_secret, expires_at=expires))
+        await get_or_404(subscription_id)
         secret = generate_secret()
-        changed = current.model_copy(
-            update={
-                "webhook_secret": secret,
-                "previous_webhook_secrets": keep,
-                "updated_at": moment,
-            }
-        )
-        await store.put(changed)
+        moment = now()
+
+        def change(current: Subscription) -> Subscription:
+            if not current.webhook_url or not current.webhook_secret:
+                raise _field_error("webhook_url", "the subscription has no webhook", 409)
+            keep = [s for s in current.previous_webhook_secrets if s.expires_at > moment]
+            if grace_hours > 0:
+                expires = moment + timedelta(hours=grace_hours)
+                keep.append(RetiringSecret(secret=current.webhook_secret, expires_at=expires))
+            return current.model_copy(
+                update={
+                    "webhook_secret": secret,
+                    "previous_webhook_secrets": keep,
+                    "updated_at": moment,
+                }
+            )
+
+        changed = await store.update(subscription_id, change)
+        if changed is None:  # deleted meanwhile
+            raise HTTPException(404, detail=f"no subscription {subscription_id}")
+        keep = changed.previous_webhook_secrets
         return {
             "id": subscription_id,
             "webhook_secret": secret,
@@ -358,7 +374,7 @@ def build_router(
                 batch = cast(list[tuple[Any, list[tuple[Any, Any]]]], reply or [])
                 for _stream, entries in batch:
                     # As history shows them: a replayed alert lists the outlets found since.
-                    found = [(_text(i), _decode(f)) for i, f in entries]
+                    found = [(as_text(i), _decode(f)) for i, f in entries]
                     for entry_id, data in await history.current(found):
                         cursor = entry_id
                         yield ServerSentEvent(
@@ -370,14 +386,14 @@ def build_router(
     @router.get("/alerts/{alert_id}", tags=["alerts"], dependencies=api_key)
     async def alert(alert_id: str) -> dict[str, Any]:
         """An alert with its delivery attempts (when it was sent alone) and dead-letter state."""
-        found = await worker._alert(alert_id)
+        found = await worker.alert(alert_id)
         if found is None:
             raise HTTPException(404, detail=f"no alert {alert_id}")
         dead = await worker.client.get(worker.keys.dead_entry(alert_id))
         return {
             "alert": found.model_dump(mode="json"),
             "attempts": await worker.attempts(alert_id),
-            "dead_letter_entry": _text(dead) if dead else None,
+            "dead_letter_entry": as_text(dead) if dead else None,
         }
 
     @router.post(
@@ -386,9 +402,9 @@ def build_router(
     async def redeliver(alert_id: str) -> dict[str, Any]:
         """Queue an alert again (e.g. after a dead letter), with a fresh retry budget."""
         try:
-            if not await worker.redeliver(alert_id):
+            if not await deadletters.redeliver(worker, alert_id):
                 raise HTTPException(404, detail=f"no alert {alert_id}")
-        except NotRedeliverable as exc:
+        except deadletters.NotRedeliverable as exc:
             detail = f"{alert_id} cannot be delivered: {exc.reason}"
             raise HTTPException(409, detail=detail) from None
         return {"id": alert_id, "status": "queued"}

@@ -13,24 +13,21 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
+from httpx_sse import SSEError, connect_sse
 from prometheus_client import CollectorRegistry
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.text import Text
 
+from services.common.cli_errors import CommandError, ServiceRefused, check_response
 from services.common.settings import Settings, load_settings
 from services.common.streams import StreamNames
-from services.notify.delivery import (
-    DeliveryMetrics,
-    DeliveryWorker,
-    list_dead_letters,
-    replay_dead_letters,
-)
+from services.notify.deadletters import list_dead_letters, replay_dead_letters
+from services.notify.delivery import DeliveryMetrics, DeliveryWorker
 from services.notify.retry import RetryPolicy
 from services.notify.store import SubscriptionStore
 
@@ -99,17 +96,10 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     if args.digest:
         body.update(delivery="digest", digest_interval_minutes=args.digest)
     base = _base_url(settings, args.url)
-    try:
-        response = httpx.post(
-            f"{base}/v1/subscriptions", json=body, headers=settings.api_headers(), timeout=30
-        )
-    except httpx.HTTPError as exc:
-        print(f"topicwatch: cannot reach notify at {base}: {exc}", file=sys.stderr)
-        return 2
-    if response.status_code != 201:
-        print(f"topicwatch: refused ({response.status_code}):", file=sys.stderr)
-        print(_explain(response), file=sys.stderr)
-        return 1
+    response = httpx.post(
+        f"{base}/v1/subscriptions", json=body, headers=settings.api_headers(), timeout=30
+    )
+    check_response(response, 201)
     created = response.json()
     if args.json:
         print(json.dumps(created, indent=2))
@@ -126,37 +116,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     return 0
 
 
-def _explain(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail")
-    except ValueError:
-        return response.text[:2000]
-    if isinstance(detail, list):
-        lines = []
-        for item in detail:
-            field = item.get("field") or ".".join(str(p) for p in item.get("loc", [])[1:])
-            lines.append(f"  {field}: {item.get('message') or item.get('msg')}")
-        return "\n".join(lines)
-    return f"  {detail}"
-
-
 # --- tail ------------------------------------------------------------------------------------
-
-
-def parse_sse(lines: Iterable[str]) -> Iterator[dict[str, str]]:
-    """Server-Sent Events from text lines (comments, i.e. keep-alives, are skipped)."""
-    event: dict[str, str] = {}
-    for line in lines:
-        if not line:
-            if event:
-                yield event
-            event = {}
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        event[field] = event[field] + "\n" + value if field in event else value
 
 
 def render_alert(alert: dict[str, Any]) -> Panel:
@@ -186,48 +146,64 @@ def render_alert(alert: dict[str, Any]) -> Panel:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    """Follow the live stream; on a dropped connection, reconnect with Last-Event-ID."""
+    """Follow the live stream; on a dropped connection, reconnect with Last-Event-ID.
+
+    Events are decoded by httpx-sse, which follows the SSE spec: the last ``id:`` of an event
+    wins (and carries over to later events), ``data:`` lines join with newlines, comments
+    (keep-alives) are skipped, lines end at CR, LF or CRLF only (an alert title holding
+    U+2028 stays whole), and a ``retry:`` from the server sets the reconnection delay.
+    A service that cannot be reached (or refuses) at the start is an error; a stream that
+    drops after it was open is reconnected.
+    """
     settings = load_settings()
     base = _base_url(settings, args.url)
     token = args.token or os.environ.get("TOPICWATCH_READ_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else settings.api_headers()
     console = Console()
-    last_id: str | None = None
+    last_id = ""
     seen = 0
-    backoff = 0.5
+    retry_base = 0.5  # seconds; the server's `retry:` replaces it
+    backoff = retry_base
+    connected_once = False
     url = f"{base}/v1/subscriptions/{args.subscription_id}/stream"
-    while True:
-        request_headers = {**headers, "Accept": "text/event-stream"}
-        params = {}
-        if last_id:
-            request_headers["Last-Event-ID"] = last_id
-        elif args.since:
-            params["since"] = args.since
-        try:
-            timeout = httpx.Timeout(10.0, read=None)
-            with httpx.stream(
-                "GET", url, headers=request_headers, params=params, timeout=timeout
-            ) as response:
-                if response.status_code != 200:
-                    response.read()
-                    print(
-                        f"topicwatch: {response.status_code}: {_explain(response)}", file=sys.stderr
-                    )
-                    return 1
-                backoff = 0.5
-                for event in parse_sse(response.iter_lines()):
-                    if event.get("event", "message") != "alert":
-                        continue
-                    alert = json.loads(event.get("data", "{}"))
-                    last_id = event.get("id") or last_id
-                    console.print(render_alert(alert))
-                    seen += 1
-                    if args.count and seen >= args.count:
-                        return 0
-        except httpx.HTTPError as exc:
-            print(f"topicwatch: stream interrupted ({exc}); reconnecting", file=sys.stderr)
-        time.sleep(backoff)
-        backoff = min(backoff * 2, 30.0)
+    timeout = httpx.Timeout(10.0, read=None)
+    with httpx.Client(timeout=timeout) as client:
+        while True:
+            request_headers = dict(headers)
+            params = {}
+            if last_id:
+                request_headers["Last-Event-ID"] = last_id
+            elif args.since:
+                params["since"] = args.since
+            try:
+                with connect_sse(
+                    client, "GET", url, headers=request_headers, params=params
+                ) as source:
+                    response = source.response
+                    if response.status_code != 200:
+                        response.read()
+                        raise ServiceRefused(response, f"tail {args.subscription_id}")
+                    connected_once = True
+                    backoff = retry_base
+                    for event in source.iter_sse():
+                        if event.retry is not None:
+                            retry_base = backoff = max(event.retry / 1000, 0.05)
+                        last_id = event.id or last_id
+                        if event.event != "alert":
+                            continue
+                        console.print(render_alert(json.loads(event.data)))
+                        seen += 1
+                        if args.count and seen >= args.count:
+                            return 0
+                print("topicwatch: the stream was closed; reconnecting", file=sys.stderr)
+            except SSEError as exc:  # not an event stream at all: retrying will not help
+                raise CommandError(f"{url} did not answer with an event stream: {exc}") from None
+            except httpx.TransportError as exc:
+                if not connected_once:
+                    raise
+                print(f"topicwatch: stream interrupted ({exc}); reconnecting", file=sys.stderr)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
 
 
 # --- dead letters ----------------------------------------------------------------------------

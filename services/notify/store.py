@@ -10,17 +10,25 @@ Layout (under the stream prefix):
 * ``subscriptions:changes`` — a capped stream with one entry (id, op) per change, written in
   the same transaction as the version, so a process can apply just what changed instead of
   rebuilding its index of 100,000 subscriptions (it rebuilds only when it fell behind the cap).
+
+Changes to an existing subscription (PATCH, secret rotation, the delivery worker disabling it
+after a 410) go through ``update``: read, change, write under ``WATCH``, so a write that
+landed in between makes the transaction fail and the change is applied again to what is
+stored now. Without it, a writer holding a copy read earlier (the worker keeps one across a
+send of up to 10 s) reverted a concurrent PATCH, or brought back a deleted subscription.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
+from redis.exceptions import WatchError
 
-from services.common.streams import StreamNames
+from services.common.streams import StreamNames, as_text
 from services.notify.subscriptions import Subscription
 
 log = logging.getLogger(__name__)
@@ -52,6 +60,51 @@ class SubscriptionStore:
             pipe.xadd(self.changes_key, change, maxlen=CHANGES_KEPT, approximate=False)
             await pipe.execute()
 
+    async def update(
+        self,
+        subscription_id: str,
+        change: Callable[[Subscription], Subscription | None],
+        *,
+        attempts: int = 50,
+    ) -> Subscription | None:
+        """Apply ``change`` to the stored subscription atomically; returns what was written.
+
+        ``change`` gets the subscription as stored now and returns the new version, or
+        ``None`` to write nothing; it may raise to refuse (the exception propagates). It can
+        run more than once (each time a concurrent write won the race), so it must be pure.
+        Nothing is written when the subscription does not exist (it was deleted: an update
+        must not bring it back); then ``None`` is returned.
+
+        Optimistic concurrency (``WATCH``/``MULTI``) rather than a lock: conflicts are rare
+        (one owner's PATCH against one 410), a lock would need a timeout and a fencing token,
+        and a field-level Lua update would have to re-implement the model's validation in
+        Lua. A stored document that no longer validates is left alone.
+        """
+        key = self._key(subscription_id)
+        async with self.client.pipeline(transaction=True) as pipe:
+            for _ in range(attempts):
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    current = _load(raw) if raw else None
+                    if current is None:
+                        return None
+                    changed = change(current)
+                    if changed is None:
+                        return None
+                    if changed.id != subscription_id:
+                        raise ValueError("an update cannot change a subscription's id")
+                    pipe.multi()
+                    pipe.set(key, changed.model_dump_json())
+                    pipe.incr(self.version_key)
+                    entry: dict[Any, Any] = {"id": subscription_id, "op": "put"}
+                    pipe.xadd(self.changes_key, entry, maxlen=CHANGES_KEPT, approximate=False)
+                    await pipe.execute()
+                    return changed
+                except WatchError:
+                    continue  # written meanwhile: apply the change to the new version
+        raise RuntimeError(f"subscription {subscription_id}: {attempts} conflicting writes")
+
     async def get(self, subscription_id: str) -> Subscription | None:
         raw = await self.client.get(self._key(subscription_id))
         return _load(raw) if raw else None
@@ -70,11 +123,11 @@ class SubscriptionStore:
         """One page in creation order, and the total count."""
         ids = await self.client.zrange(self.index_key, offset, offset + limit - 1)
         total = await self.client.zcard(self.index_key)
-        return await self._many([_text(i) for i in ids]), int(total)
+        return await self._many([as_text(i) for i in ids]), int(total)
 
     async def all(self) -> list[Subscription]:
         ids = await self.client.zrange(self.index_key, 0, -1)
-        return await self._many([_text(i) for i in ids])
+        return await self._many([as_text(i) for i in ids])
 
     async def version(self) -> int:
         raw = await self.client.get(self.version_key)
@@ -86,13 +139,13 @@ class SubscriptionStore:
             pipe.get(self.version_key)
             pipe.xrevrange(self.changes_key, count=1)
             raw_version, newest = await pipe.execute()
-        return int(raw_version or 0), _text(newest[0][0]) if newest else "0-0"
+        return int(raw_version or 0), as_text(newest[0][0]) if newest else "0-0"
 
     async def changes_since(self, after: str) -> list[tuple[str, str, str]]:
         """(change id, subscription id, op) for every change after ``after``, oldest first."""
         entries = await self.client.xrange(self.changes_key, f"({after}", "+") or []
         return [
-            (_text(eid), _text(fields[b"id"]), _text(fields[b"op"]))
+            (as_text(eid), as_text(fields[b"id"]), as_text(fields[b"op"]))
             for eid, fields in entries
             if fields
         ]
@@ -118,7 +171,3 @@ def _load(raw: bytes | str) -> Subscription | None:
     except ValidationError as exc:
         log.error("stored subscription does not validate, skipped: %s", exc)
         return None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

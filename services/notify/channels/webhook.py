@@ -21,7 +21,13 @@ from collections.abc import Callable
 
 import httpx
 
-from services.common.ssrf import ResolutionError, Resolver, UnsafeURLError, check_webhook_url
+from services.common.ssrf import (
+    ResolutionError,
+    Resolver,
+    UnsafeURLError,
+    check_webhook_url,
+    pinned_stream,
+)
 from services.notify.channels.base import DeliveryOutcome, Destination, Notification
 from services.notify.retry import parse_retry_after
 from services.notify.signing import WebhookSecretError, signature_headers
@@ -107,12 +113,11 @@ class WebhookChannel:
             )
         except WebhookSecretError as exc:
             return DeliveryOutcome.permanent(f"cannot sign: {exc}")
-        url, pin_headers, extensions = target.pinned()
-        headers = {"content-type": "application/json", **signed, **pin_headers}
+        headers = {"content-type": "application/json", **signed}
         try:
             async with asyncio.timeout(self.timeout):
-                async with self.client.stream(
-                    "POST", url, content=body, headers=headers, extensions=extensions
+                async with pinned_stream(
+                    self.client, "POST", target, content=body, headers=headers
                 ) as response:
                     snippet = await _read_prefix(response, RESPONSE_SNIPPET_BYTES)
                     retry_after = response.headers.get("retry-after")

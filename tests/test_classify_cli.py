@@ -102,14 +102,3 @@ def test_eval_refuses_unlabelled_input(tmp_path: Path, capsys: pytest.CaptureFix
     path.write_text(json.dumps({"title": "t", "body": "b"}) + "\n")
     code, _, err = run(capsys, "eval", str(path))
     assert code == 2 and "labels" in err
-
-
-def test_bench_prints_both_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "bench", "classify", "--topics", "60", "--seconds", "0.3", "--json")
-    assert code == 0
-    figures = json.loads(out)
-    assert figures["default"]["topics"] == 11
-    assert figures["generated"]["topics"] == 60
-    assert figures["generated"]["automaton_keys"] > figures["default"]["automaton_keys"]
-    assert figures["default"]["articles_per_second"] > 0
-    assert figures["generated"]["articles_per_second"] > 0

@@ -154,14 +154,6 @@ def test_publish_shows_a_progress_bar_on_a_terminal(settings, monkeypatch, capsy
     assert "publishing" not in quiet
 
 
-def test_bench_ingest_prints_figures(capsys):
-    assert main(["bench", "ingest", "--rounds", "1"]) == 0
-    out = capsys.readouterr().out
-    for label in ("normalise text article", "extract html page", "published_at via dateparser"):
-        assert label in out
-    assert out.count(" /s ") == 6
-
-
 def test_committed_asyncapi_document_is_current(tmp_path):
     """docs/asyncapi.yaml is what the FastStream apps generate today (regenerate if this fails:
     `topicwatch asyncapi -o docs/asyncapi.yaml`)."""

@@ -14,12 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from services.classify.classifier import Classifier, load_classifier
 from services.classify.spec import TaxonomyError
 from services.common.files import read_all
 from services.common.models import ArticleSubmission, article_id_for, content_hash_for
+from services.common.submission import SubmissionError, read_submission
 
 #: Where the shared labelled samples live relative to the project root (../shared/samples).
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -76,24 +75,7 @@ def _load(path: Path | None) -> Classifier | None:
         return None
 
 
-def _error_fields(exc: ValidationError) -> str:
-    return "; ".join(
-        f"field {'.'.join(str(p) for p in err['loc']) or '(article)'}: {err['msg']}"
-        for err in exc.errors()
-    )
-
-
-def _article_text(sub: ArticleSubmission) -> str:
-    if sub.body and sub.body.strip():
-        return sub.body
-    if sub.html and sub.html.strip():
-        from services.common.html import extract_article
-
-        return extract_article(sub.html, url=sub.url).text
-    return ""
-
-
-def _article_id(sub: ArticleSubmission, body: str) -> str:
+def _article_id(sub: ArticleSubmission, title: str, body: str) -> str:
     """The id given in the input, else the id ingest would give the article."""
     if sub.id:
         return sub.id
@@ -105,7 +87,7 @@ def _article_id(sub: ArticleSubmission, body: str) -> str:
             canonical = canonical_url_or_none(sub.url)
         except ValueError:
             canonical = None
-    return article_id_for(canonical, content_hash_for(sub.title, body))
+    return article_id_for(canonical, content_hash_for(title, body))
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -122,22 +104,17 @@ def cmd_classify(args: argparse.Namespace) -> int:
             failures += 1
             continue
         try:
-            sub = ArticleSubmission.model_validate(item.value)
-        except ValidationError as exc:
-            print(f"{item.source}: rejected: {_error_fields(exc)}", file=sys.stderr)
+            sub, article = read_submission(item.value)
+        except SubmissionError as exc:
+            problems = "; ".join(f"field {e.field}: {e.message}" for e in exc.errors)
+            print(f"{item.source}: rejected: {problems}", file=sys.stderr)
             failures += 1
             continue
-        body = _article_text(sub)
-        if not body.strip():
-            print(
-                f"{item.source}: rejected: field body: a body (or html) is needed", file=sys.stderr
-            )
-            failures += 1
-            continue
-        article_id = _article_id(sub, body)
-        result = clf.classify(sub.title, body, explain=args.explain)
+        title, body = article.title, article.body
+        article_id = _article_id(sub, title, body)
+        result = clf.classify(title, body, explain=args.explain)
         if args.explain:
-            out.write(render_explanation(article_id, sub.title, body, result) + "\n\n")
+            out.write(render_explanation(article_id, title, body, result) + "\n\n")
         else:
             line = {
                 "id": article_id,

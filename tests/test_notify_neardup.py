@@ -104,7 +104,9 @@ def test_threshold_separates_copies_from_different_stories(wire_stories: list[di
         assert similarity(original, signature("Other headline", light)) >= THRESHOLD, art["id"]
     sets = [shingles(a["title"], a["body"]) for a in wire_stories]
     most_similar = max(jaccard(x, y) for x, y in itertools.combinations(sets, 2))
-    assert most_similar < THRESHOLD / 4
+    # Different stories of one beat share phrases ("S-400 air defence system"): 0.03 at most
+    # on the shared samples, 0.13 on the classifier's own; far below the threshold either way.
+    assert most_similar < THRESHOLD / 2
 
 
 # --- Redis-backed clusters --------------------------------------------------------------------

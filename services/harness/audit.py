@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 from services.classify.classifier import load_classifier
 from services.common.models import ClassifiedArticle, alert_id_for
 from services.common.settings import Settings
-from services.common.streams import DATA_FIELD, StreamNames
+from services.common.streams import DATA_FIELD, StreamNames, as_text
 from services.harness.articles import Item
 from services.ingest.normalize import NormalizationError, normalize_submission
 from services.ingest.pipeline import IngestMetrics, IngestPipeline, Outcome
@@ -100,10 +100,6 @@ def expect(items: Sequence[Item], subscriptions: Sequence[Subscription]) -> Expe
         for subscription in percolator.match(classified):
             expected.alerts.add(alert_id_for(subscription.id, article.id))
     return expected
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 class Auditor:
@@ -192,7 +188,7 @@ class Auditor:
         }
         reply: Any = self.client.xreadgroup(AUDIT_GROUP, "auditor", streams, count=1000)
         for stream, entries in reply or []:
-            name = _text(stream)
+            name = as_text(stream)
             ids = []
             with self.lock:
                 for entry_id, fields in entries:
@@ -205,7 +201,7 @@ class Auditor:
         with self.lock:
             for _stream, entries in alerts or []:
                 for entry_id, fields in entries:
-                    self._alerts_from = _text(entry_id)
+                    self._alerts_from = as_text(entry_id)
                     data = json.loads(fields[DATA_FIELD.encode()])
                     self.alerts[str(data["id"])] += 1
                     seen += 1
@@ -233,15 +229,15 @@ def group_done(client: redis.Redis, stream: str, group: str) -> bool:
         groups: Any = client.xinfo_groups(stream)
     except redis.ResponseError:
         return True  # no such stream: nothing to do
-    last = _text(info["last-generated-id"])
+    last = as_text(info["last-generated-id"])
     for entry in groups:
-        if _text(entry["name"]) == group:
+        if as_text(entry["name"]) == group:
             return int(entry["pending"]) == 0 and _id(entry["last-delivered-id"]) >= _id(last)
     return False
 
 
 def _id(value: Any) -> tuple[int, int]:
-    ms, _, seq = _text(value).partition("-")
+    ms, _, seq = as_text(value).partition("-")
     return int(ms or 0), int(seq or 0)
 
 
@@ -400,7 +396,7 @@ def keyspace(client: redis.Redis, names: StreamNames) -> tuple[dict[str, FamilyS
         sizes = client.pipeline(transaction=False)
         kinds = []
         for i, key in enumerate(batch):
-            kind = _text(replies[3 * i])
+            kind = as_text(replies[3 * i])
             kinds.append(kind)
             size_of = {
                 "stream": sizes.xlen,
@@ -430,7 +426,7 @@ def keyspace(client: redis.Redis, names: StreamNames) -> tuple[dict[str, FamilyS
         batch.clear()
 
     for raw in client.scan_iter(match=f"{names.prefix}:*", count=1000):
-        batch.append(_text(raw))
+        batch.append(as_text(raw))
         if len(batch) >= 1000:
             flush()
     if batch:

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test install lint prometheus bench clean
+.PHONY: up test install lint prometheus redis-server bench clean
 
 # The classifier's hot modules are compiled at install (setup.py): an edit reinstalls.
 HOT := services/classify/matcher.py services/classify/segment.py services/classify/classifier.py \
@@ -22,9 +22,13 @@ install: $(STAMP)
 up: install
 	$(BIN)/topicwatch up
 
-## Install everything, then run the whole test suite against real servers.
-test: install prometheus
+## Install everything, then run the whole test suite against real servers: all of it on the
+## bundled Valkey 8, then the stream and end-to-end tests again on Debian's Redis 7 (less the
+## two that run `topicwatch up`'s embedded server, which is the same binary either way).
+test: install prometheus redis-server
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q -m "streams or e2e" --redis-server=redis \
+	  --ignore=tests/test_cli_up.py --ignore=tests/test_pipeline_bench.py
 
 ## The metrics and alerting tests run a real Prometheus (promtool) and Alertmanager (amtool).
 prometheus:
@@ -34,6 +38,15 @@ prometheus:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    prometheus prometheus-alertmanager >/dev/null; \
+	}
+
+## Debian's redis-server (7.0): the second server the stream tests run against.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  echo "installing redis-server (Debian package) for the stream tests on Redis 7"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
 	}
 
 lint: install

@@ -38,7 +38,7 @@ class ServiceProcess:
         )
         return self
 
-    def wait_healthy(self, timeout: float = 30.0) -> None:
+    def wait_healthy(self, timeout: float = 60.0) -> None:
         try:
             wait_healthy(self.url, timeout, alive=lambda: self.process.poll() is None)
         except (RuntimeError, TimeoutError) as exc:

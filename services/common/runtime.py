@@ -183,6 +183,7 @@ class Runtime:
         self.dead_letters_total.labels(stream)
         consumer.register(self.broker)
         self.consumers.append(consumer)
+        self.run_in_background(f"reclaim {stream}", consumer.reclaim_forever)
         return consumer
 
     def keep_window(self, stream: str, days: float, max_len: int) -> None:

@@ -55,8 +55,10 @@ class ThreadedServer:
         self._server = uvicorn.Server(config)
         runtime = getattr(getattr(self.app, "state", None), "runtime", None)
         if runtime is not None:
-            # In this process a refusal must not SIGTERM the test run: record it only.
+            # In this process a refusal or a lost subscriber (a later test's FLUSHALL reaching
+            # a server still shutting down) must not SIGTERM the test run: record it only.
             runtime.on_fatal = lambda _reason: None
+            runtime.on_subscriber_lost = lambda _grace: None
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout

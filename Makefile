@@ -23,12 +23,11 @@ up: install
 	$(BIN)/topicwatch up
 
 ## Install everything, then run the whole test suite against real servers: all of it on the
-## bundled Valkey 8, then the stream and end-to-end tests again on Debian's Redis 7 (less the
-## two that run `topicwatch up`'s embedded server, which is the same binary either way).
+## bundled Valkey 8, then the tests marked `streams` (consumers, outages, end to end: those
+## that run on the server --redis-server picks) again on Debian's Redis 7.
 test: install prometheus redis-server
 	$(BIN)/python -m pytest
-	$(BIN)/python -m pytest -q -m "streams or e2e" --redis-server=redis \
-	  --ignore=tests/test_cli_up.py --ignore=tests/test_pipeline_bench.py
+	$(BIN)/python -m pytest -q -m streams --redis-server=redis
 
 ## The metrics and alerting tests run a real Prometheus (promtool) and Alertmanager (amtool).
 prometheus:

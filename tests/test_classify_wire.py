@@ -133,6 +133,10 @@ def test_one_strong_signal_in_a_brief_is_a_hit(
         ("Gas blast", "A gas cylinder exploded in a market, killing nine."),
         ("Debate hijacked", "Protesters hijacked the debate with chants."),
         ("Staff enrichment", "The bank's staff enrichment programme won an HR award."),
+        (
+            "Spirit take the Major on Nuke",
+            "A near-perfect counter-terrorist half on Nuke gave Spirit the Counter-Strike 2 title.",
+        ),
         ("Shooting not terror", "Police said there was no link to terrorism in the shooting."),
         # A state's bombs are war reports, a robbery's gunmen are crime.
         ("Bomb hits market", "A Russian bomb struck a market in Kharkiv, killing three people."),

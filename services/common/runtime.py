@@ -111,7 +111,7 @@ class Runtime:
         self.dead_letters = DeadLetters(
             self.redis,
             self.names.dead_letters,
-            on_dead_letter=lambda s: self.dead_letters_total.labels(self.service, s).inc(),
+            on_dead_letter=lambda s: self.dead_letters_total.labels(s).inc(),
         )
         self.stream_length = Gauge(
             "topicwatch_stream_length", "Entries in a stream.", ["stream"], registry=self.registry

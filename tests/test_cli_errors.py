@@ -14,7 +14,7 @@ import pytest
 from services.common.redis_server import free_port
 from services.common.settings import Settings
 from tests.cli_run import clean_env, run_cli
-from tests.conftest import SAMPLES
+from tests.conftest import SEED_JSON
 from tests.ingest_server import running_ingest
 from tests.notify_receiver import serve
 
@@ -153,7 +153,7 @@ def test_ingest_refusing_the_api_key_is_one_line(settings: Settings, argv: list[
             "publish",
             "--url",
             url,
-            str(SAMPLES / "seed_article.json"),
+            str(SEED_JSON),
             env=clean_env(TOPICWATCH_API_KEYS="wrong-key"),
         )
     for refused in (result, publish):

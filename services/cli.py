@@ -65,7 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     _configure_logging(settings)
-    from services.classify.taxonomy import TaxonomyError
+    from services.classify.spec import TaxonomyError
 
     try:
         app = create_service_app(args.service, settings)

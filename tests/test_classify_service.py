@@ -13,8 +13,8 @@ import pytest
 import redis as redis_sync
 
 from services.classify.app import create_app
+from services.classify.loader import DATA_DIR, DEFAULT_TAXONOMY
 from services.classify.reload import _snapshot
-from services.classify.taxonomy import DATA_DIR, DEFAULT_TAXONOMY
 from services.common.models import Article, ClassifiedArticle, content_hash_for
 from services.common.settings import Settings
 from services.common.streams import DATA_FIELD, StreamNames, encode

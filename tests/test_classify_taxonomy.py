@@ -16,13 +16,9 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from services.classify.classifier import load_classifier
+from services.classify.loader import DEFAULT_TAXONOMY, load_taxonomy, source_paths
 from services.classify.reload import ClassifierHolder
-from services.classify.taxonomy import (
-    DEFAULT_TAXONOMY,
-    TaxonomyError,
-    load_taxonomy,
-    source_paths,
-)
+from services.classify.spec import TaxonomyError
 from services.common.models import DEFAULT_TOPIC_IDS
 
 GOOD_GAZ = """

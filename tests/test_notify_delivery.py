@@ -22,12 +22,8 @@ from services.notify.alerts import AlertWriter
 from services.notify.channels.base import Destination
 from services.notify.channels.email import EmailChannel
 from services.notify.channels.webhook import WebhookChannel
-from services.notify.delivery import (
-    DeliveryMetrics,
-    DeliveryWorker,
-    list_dead_letters,
-    replay_dead_letters,
-)
+from services.notify.deadletters import list_dead_letters, redeliver, replay_dead_letters
+from services.notify.delivery import DeliveryMetrics, DeliveryWorker
 from services.notify.retry import RetryPolicy
 from services.notify.schedule import ManualClock
 from services.notify.signing import verify
@@ -206,7 +202,7 @@ async def test_permanent_failure_dead_letters_at_once_and_the_queue_moves_on(
     [dead] = await list_dead_letters(h.client, h.names)
     assert dead.alert.id == bad.id and "schema mismatch" in dead.data["reason"]
     # Redeliver by alert id (the API's POST /v1/alerts/{id}/redeliver).
-    assert await h.worker.redeliver(bad.id)
+    assert await redeliver(h.worker, bad.id)
     await h.step()
     assert ids(receiver) == [bad.id, good.id, bad.id]
     assert await list_dead_letters(h.client, h.names) == []

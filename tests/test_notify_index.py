@@ -7,7 +7,7 @@ import redis.asyncio as aioredis
 
 import services.notify.store as store_module
 from services.common.streams import StreamNames
-from services.notify.app import SubscriptionIndex
+from services.notify.index import SubscriptionIndex
 from services.notify.percolator import Percolator
 from services.notify.store import SubscriptionStore
 from services.notify.subscriptions import Subscription

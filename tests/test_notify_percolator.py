@@ -20,8 +20,9 @@ from services.common.models import (
     content_hash_for,
 )
 from services.notify.bench import Vocabulary, generate_article, generate_subscription
+from services.notify.filters import PreparedArticle
 from services.notify.percolator import MAX_KEY_PAIRS, Percolator, placement_for
-from services.notify.subscriptions import PreparedArticle, Subscription
+from services.notify.subscriptions import Subscription
 
 TOPICS = ["air-defence-procurement", "arms-trade", "missile-test", "sanctions", "cyber"]
 WORDS = ["patriot", "iris", "s", "400", "poland", "turkey", "air", "defence", "the", "drill"]

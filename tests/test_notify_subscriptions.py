@@ -17,10 +17,10 @@ from services.common.models import (
     article_id_for,
     content_hash_for,
 )
+from services.notify.filters import PreparedArticle
 from services.notify.percolator import Percolator
 from services.notify.subscriptions import (
     EntityFilter,
-    PreparedArticle,
     Subscription,
     SubscriptionCreate,
     SubscriptionPatch,

@@ -19,13 +19,9 @@ from pathlib import Path
 import yaml
 
 from services.classify.classifier import Classifier
-from services.classify.taxonomy import (
-    DATA_DIR,
-    DEFAULT_TAXONOMY,
-    SourceFile,
-    compile_taxonomy,
-    load_taxonomy,
-)
+from services.classify.loader import DATA_DIR, DEFAULT_TAXONOMY, load_taxonomy
+from services.classify.spec import SourceFile
+from services.classify.taxonomy import compile_taxonomy
 from services.common.files import read_items
 
 #: Words for generated keyword topics: realistic news vocabulary, combined into phrases.

@@ -33,9 +33,10 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
+from services.classify.loader import load_taxonomy
 from services.classify.matcher import NormalisedText, normalise
 from services.classify.segment import layout
-from services.classify.taxonomy import Entry, Rule, Taxonomy, load_taxonomy
+from services.classify.taxonomy import Entry, Rule, Taxonomy
 from services.common.models import Entity, Evidence, TopicTag
 
 # A hit as the scorer sees it: (start, end, sentence) in normalised-text coordinates.

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.classify.classifier import Classifier, load_classifier
-from services.classify.taxonomy import TaxonomyError
+from services.classify.spec import TaxonomyError
 from services.common.files import read_all
 from services.common.models import ArticleSubmission, article_id_for, content_hash_for
 

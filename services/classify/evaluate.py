@@ -10,7 +10,7 @@ what teach analysts to ignore alerts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,8 +200,3 @@ def render(report: EvalReport, verbose: bool = False) -> str:
             tags = ", ".join(f"{t} {s:.2f}" for t, s in sorted(a.predicted.items()))
             lines.append(f"  {a.id}: {tags or '-'}")
     return "\n".join(lines)
-
-
-def load_labelled(objects: Sequence[tuple[str, Any]]) -> list[LabelledArticle]:
-    """Labelled articles from (position, parsed JSON object) pairs."""
-    return [labelled_from_dict(obj, position) for position, obj in objects]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import ahocorasick_rs
@@ -344,14 +343,3 @@ class PatternMatcher:
             for atom in atoms:
                 hits.append(Hit(atom, start, end, word))
         return norm, hits
-
-
-def iter_unique(items: Iterable[str]) -> list[str]:
-    """Items in first-seen order without duplicates (patterns listed twice are harmless)."""
-    seen: set[str] = set()
-    out: list[str] = []
-    for item in items:
-        if item not in seen:
-            seen.add(item)
-            out.append(item)
-    return out

@@ -15,7 +15,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services.classify.classifier import Classifier, load_classifier
-from services.classify.taxonomy import source_paths
+from services.classify.loader import source_paths
 
 log = logging.getLogger(__name__)
 

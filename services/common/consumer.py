@@ -35,7 +35,7 @@ from redis.exceptions import ResponseError
 
 from services.common.models import DeadLetter
 from services.common.settings import Settings
-from services.common.streams import DATA_FIELD, encode
+from services.common.streams import DATA_FIELD, as_text, encode
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,39 @@ class Entry:
 BatchHandler = Callable[[Sequence[Entry]], Awaitable[Iterable[str]]]
 
 
+class DeadLetters:
+    """Writes what a service cannot process to the dead-letter stream, with the reason.
+
+    Separate from :class:`StreamConsumer` so that a handler can be given it as an explicit
+    dependency (a handler is built before the consumer that will call it).
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        dead_letter_stream: str,
+        on_dead_letter: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.dead_letter_stream = dead_letter_stream
+        self.on_dead_letter = on_dead_letter
+
+    async def write(self, stream: str, group: str, entry: Entry, reason: str) -> None:
+        """Dead-letter ``entry`` of ``stream`` (read by ``group``) because of ``reason``."""
+        letter = DeadLetter(
+            stream=stream,
+            group=group,
+            entry_id=entry.id,
+            deliveries=entry.deliveries,
+            reason=reason,
+            payload=entry.text(),
+        )
+        await self.client.xadd(self.dead_letter_stream, encode(letter))
+        log.error("dead-lettered %s from %s (%s)", entry.id, stream, reason)
+        if self.on_dead_letter:
+            self.on_dead_letter(stream)
+
+
 def consumer_name(service: str) -> str:
     """Unique per process, so that a restarted process never inherits a stale identity."""
     return f"{service}-{socket.gethostname()}-{os.getpid()}"
@@ -79,7 +112,7 @@ async def ensure_groups(client: aioredis.Redis, pairs: Iterable[tuple[str, str]]
 
 
 def _entry(entry_id: Any, fields: dict[bytes, bytes], deliveries: int = 1) -> Entry:
-    eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    eid = as_text(entry_id)
     data = fields.get(DATA_FIELD.encode())
     if data is None and b"data" in fields:  # legacy producers
         data = fields[b"data"]
@@ -132,6 +165,7 @@ class StreamConsumer:
         self.dead_letter_stream = dead_letter_stream
         self.handler = handler
         self.on_dead_letter = on_dead_letter
+        self.dead_letters = DeadLetters(client, dead_letter_stream, on_dead_letter)
         self.subscribers: list[Any] = []
 
     def register(self, broker: RedisBroker) -> None:
@@ -202,15 +236,4 @@ class StreamConsumer:
         return int(pending[0]["times_delivered"]) if pending else 1
 
     async def dead_letter(self, entry: Entry, reason: str) -> None:
-        letter = DeadLetter(
-            stream=self.stream,
-            group=self.group,
-            entry_id=entry.id,
-            deliveries=entry.deliveries,
-            reason=reason,
-            payload=entry.text(),
-        )
-        await self.client.xadd(self.dead_letter_stream, encode(letter))
-        log.error("dead-lettered %s from %s (%s)", entry.id, self.stream, reason)
-        if self.on_dead_letter:
-            self.on_dead_letter(self.stream)
+        await self.dead_letters.write(self.stream, self.group, entry, reason)

@@ -17,9 +17,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from services.common.streams import as_text
+
 
 def _id(value: Any) -> tuple[int, int]:
-    text = value.decode() if isinstance(value, bytes) else str(value)
+    text = as_text(value)
     ms, _, seq = text.partition("-")
     return int(ms), int(seq or 0)
 

@@ -15,7 +15,6 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
@@ -26,7 +25,13 @@ from faststream.specification import AsyncAPI
 from prometheus_client import Counter, Gauge
 
 from services import __version__
-from services.common.consumer import BatchHandler, StreamConsumer, consumer_name, ensure_groups
+from services.common.consumer import (
+    BatchHandler,
+    DeadLetters,
+    StreamConsumer,
+    consumer_name,
+    ensure_groups,
+)
 from services.common.http import (
     add_field_error_format,
     add_health_and_metrics,
@@ -40,7 +45,7 @@ from services.common.metrics import (
 )
 from services.common.retention import trim_consumed
 from services.common.settings import Settings
-from services.common.streams import StreamNames
+from services.common.streams import StreamNames, as_text
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +97,12 @@ class Runtime:
             "Stream entries dead-lettered (bad entry, or failed max deliveries), by source stream.",
             ["stream"],
             registry=self.registry,
+        )
+        #: For handlers that dead-letter an entry themselves (a payload that can never parse).
+        self.dead_letters = DeadLetters(
+            self.redis,
+            self.names.dead_letters,
+            on_dead_letter=lambda s: self.dead_letters_total.labels(self.service, s).inc(),
         )
         self.stream_length = Gauge(
             "topicwatch_stream_length", "Entries in a stream.", ["stream"], registry=self.registry
@@ -244,13 +255,13 @@ class Runtime:
             length = await self.redis.xlen(consumer.stream)
             self.stream_length.labels(consumer.stream).set(length)
             for group in await self.redis.xinfo_groups(consumer.stream):
-                name = _s(group.get("name"))
+                name = as_text(group.get("name"))
                 if name != consumer.group:
                     continue
                 self.stream_pending.labels(consumer.stream, name).set(int(group["pending"]))
                 lag = group.get("lag")
                 if lag is None:  # Redis < 7 (or lag unknown): count after last-delivered-id
-                    last = _s(group.get("last-delivered-id")) or "0-0"
+                    last = as_text(group.get("last-delivered-id")) or "0-0"
                     lag = await self._count_after(keys=[consumer.stream], args=[f"({last}"])
                 self.stream_lag.labels(consumer.stream, name).set(int(lag))
 
@@ -261,10 +272,6 @@ LAG_COUNT_CAP = 100_000
 _COUNT_AFTER = f"""
 return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', {LAG_COUNT_CAP})
 """
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _exit_after(grace: float) -> None:

@@ -67,6 +67,15 @@ GROUP_CLASSIFY = "classify"
 GROUP_NOTIFY = "notify"
 
 
+def as_text(value: Any) -> str:
+    """A Redis reply value as ``str``: the clients run without ``decode_responses`` (entries
+    carry raw bytes), so ids, fields and members come back as bytes; undecodable bytes are
+    replaced, never raised on (a payload is shown, not trusted)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
 def encode(event: BaseModel) -> dict[Any, Any]:
     """The XADD field map for an event."""
     return {DATA_FIELD: event.model_dump_json()}

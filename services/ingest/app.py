@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
-from collections.abc import Sequence
-
 from fastapi import FastAPI
-from redis.exceptions import RedisError
 
-from services.common.consumer import Entry
-from services.common.models import Article, ArticleSubmission, Rejection
+from services.common.models import Article, Rejection
 from services.common.runtime import Runtime
 from services.common.settings import Settings
 from services.common.streams import GROUP_INGEST
 from services.ingest.api import build_feeds_router, build_rejected_router, build_router
 from services.ingest.feed_poller import FeedMetrics, FeedPoller, FeedRegistry
-from services.ingest.normalize import normalize_submission
-from services.ingest.pipeline import IngestMetrics, IngestPipeline, Outcome, rejected
+from services.ingest.handlers import IngestEntries, warm_up
+from services.ingest.pipeline import IngestMetrics, IngestPipeline
 from services.ingest.rejected import RejectedStore
-
-log = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Takes articles from the HTTP API, RSS/Atom feeds and direct publishers on the ingest "
@@ -31,6 +22,7 @@ DESCRIPTION = (
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """Wire the handlers (handlers.py), the API routes and the feed poller."""
     runtime = Runtime(
         settings, "ingest", description=DESCRIPTION, body_limit=settings.max_request_bytes
     )
@@ -39,23 +31,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     runtime.http.state.pipeline = pipeline
 
-    async def handle_entries(entries: Sequence[Entry]) -> list[str]:
-        """Each entry ends accepted, duplicate or on the rejected stream; then it may be acked.
-
-        When Redis fails mid-batch, the entries handled so far are acked and the rest stay
-        pending, to be re-claimed later: nothing is acked before its outcome is stored.
-        """
-        done = []
-        for entry in entries:
-            try:
-                await submit_entry(pipeline, entry)
-            except RedisError as exc:
-                log.warning("ingest stream: Redis failed at %s, will retry: %s", entry.id, exc)
-                break
-            done.append(entry.id)
-        return done
-
-    runtime.consume(runtime.names.ingest, GROUP_INGEST, handle_entries)
+    runtime.consume(runtime.names.ingest, GROUP_INGEST, IngestEntries(pipeline))
     runtime.on_startup(warm_up)
     document_streams(runtime)
 
@@ -69,21 +45,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     runtime.http.include_router(build_feeds_router(feeds, poller))
     return runtime.http
-
-
-async def warm_up() -> None:
-    """Normalise one sample before taking traffic.
-
-    The language model, date parsers and HTML extractor load lazily; without this the first
-    article after a start waited about half a second for them, against a promise of an
-    alert within a second.
-    """
-    sample = ArticleSubmission(
-        title="Warm-up",
-        body="MOSCOW (Agency) - A sentence in English, published 16:02 27.11.2019.",
-        published_at="16:02 27.11.2019",
-    )
-    await asyncio.to_thread(normalize_submission, sample, received_via="api")
 
 
 def document_streams(runtime: Runtime) -> None:
@@ -106,27 +67,3 @@ def document_streams(runtime: Runtime) -> None:
         description="Inputs ingest could not accept: reason, field errors, original payload.",
         schema=Rejection,
     )
-
-
-async def submit_entry(pipeline: IngestPipeline, entry: Entry) -> Outcome:
-    """One direct publisher's entry: decode it leniently, reject with a reason if it is not JSON."""
-    if entry.data is None:
-        outcome = rejected("entry has no __data__ field", "__data__", "missing")
-        return await pipeline.reject(outcome, entry.text(), "stream", entry.id)
-    oversized = pipeline.oversized(len(entry.data))
-    if oversized is not None:
-        return await pipeline.reject(oversized, entry.text(), "stream", entry.id)
-    try:
-        text = entry.data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        outcome = rejected(f"__data__ is not valid UTF-8: {exc}", "__data__", "not valid UTF-8")
-        return await pipeline.reject(outcome, entry.text(), "stream", entry.id)
-    try:
-        payload = json.loads(text)
-    except RecursionError:
-        outcome = rejected("__data__ is nested too deeply", "__data__", "nested too deeply")
-        return await pipeline.reject(outcome, text, "stream", entry.id)
-    except ValueError as exc:
-        outcome = rejected(f"__data__ is not valid JSON: {exc}", "__data__", "not valid JSON")
-        return await pipeline.reject(outcome, text, "stream", entry.id)
-    return await pipeline.submit(payload, "stream", raw=text, entry_id=entry.id)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from services.common.models import Article
-from services.common.streams import DATA_FIELD, StreamNames
+from services.common.streams import DATA_FIELD, StreamNames, as_text
 
 _ACCEPT_ONCE = """
 for i = 2, #KEYS do
@@ -64,5 +64,5 @@ class AcceptOnce:
             args=[article.id, article.model_dump_json(), self.ttl_seconds, DATA_FIELD],
         )
         accepted, value = int(result[0]), result[1]
-        existing = value.decode() if isinstance(value, bytes) else str(value)
+        existing = as_text(value)
         return DedupResult(accepted=bool(accepted), article_id=article.id if accepted else existing)

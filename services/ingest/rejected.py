@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 
 from services.common.models import Rejection
-from services.common.streams import DATA_FIELD, StreamNames
+from services.common.streams import DATA_FIELD, StreamNames, as_text
 from services.ingest.pipeline import IngestPipeline, Outcome, rejected
 
 #: Most rejections one listing returns.
@@ -37,18 +37,14 @@ class RejectedEntry:
         return {"entry_id": self.entry_id, **self.rejection.model_dump(mode="json")}
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
 def _parse(entry_id: Any, fields: Any) -> RejectedEntry:
     fields = fields or {}
-    raw = _text(fields.get(DATA_FIELD.encode(), fields.get(DATA_FIELD, b"")))
+    raw = as_text(fields.get(DATA_FIELD.encode(), fields.get(DATA_FIELD, b"")))
     try:
         rejection: Rejection | None = Rejection.model_validate_json(raw)
     except ValidationError:
         rejection = None
-    return RejectedEntry(entry_id=_text(entry_id), rejection=rejection, raw=raw)
+    return RejectedEntry(entry_id=as_text(entry_id), rejection=rejection, raw=raw)
 
 
 class RejectedStore:

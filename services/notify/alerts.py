@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from services.common.models import Alert, AlertArticle
-from services.common.streams import DATA_FIELD, StreamNames
+from services.common.models import Alert, AlertArticle, utcnow
+from services.common.streams import DATA_FIELD, StreamNames, as_text
 
 #: How long an alert id is remembered (and its record kept) for exactly-once.
 ALERT_TTL_SECONDS = 90 * 24 * 3600
@@ -98,9 +98,9 @@ class QueueItem:
 
     @classmethod
     def parse(cls, raw: bytes | str) -> QueueItem:
-        member = raw.decode() if isinstance(raw, bytes) else raw
+        member = as_text(raw)
         alert_id, _, ts = member.partition(" ")
-        when = datetime.fromtimestamp(float(ts), UTC) if ts else datetime.now(UTC)
+        when = datetime.fromtimestamp(float(ts), UTC) if ts else utcnow()
         return cls(member, alert_id, when)
 
 
@@ -155,7 +155,7 @@ class AlertWriter:
             ],
         )
         if isinstance(created, (bytes, str)):
-            target = created.decode() if isinstance(created, bytes) else created
+            target = as_text(created)
             if await self.add_reported_by(target, alert.article):
                 return "folded", target
             # The story's alert has expired: this article starts the story again.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -26,13 +26,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common.http import require_api_key
-from services.common.models import field_errors
+from services.common.models import field_errors, utcnow
 from services.common.openapi import errors
 from services.common.settings import Settings
 from services.common.ssrf import ResolutionError, UnsafeURLError, check_webhook_url
-from services.common.streams import DATA_FIELD
+from services.common.streams import DATA_FIELD, as_text
+from services.notify import deadletters
 from services.notify.alerts import AlertKeys
-from services.notify.delivery import DeliveryWorker, NotRedeliverable
+from services.notify.delivery import DeliveryWorker
 from services.notify.signing import generate_secret
 from services.notify.store import SubscriptionStore
 from services.notify.subscriptions import (
@@ -74,10 +75,6 @@ def public_view(subscription: Subscription) -> dict[str, Any]:
 
 def _field_error(field: str, message: str, status: int = 422) -> HTTPException:
     return HTTPException(status, detail=[{"field": field, "message": message}])
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _bearer(request: Request) -> str | None:
@@ -123,12 +120,12 @@ class History:
         """The stream id to read *after*: since's alert or time, else the newest entry."""
         if since is None:
             newest = await self.client.xrevrange(self.keys.history(sid), "+", "-", count=1)
-            return _text(newest[0][0]) if newest else "0-0"
+            return as_text(newest[0][0]) if newest else "0-0"
         alert_id, stream_id = parse_since(since)
         if alert_id is not None:
             pos = await self.client.get(self.keys.position(alert_id))
             # Unknown or trimmed: replay what is kept rather than silently skip alerts.
-            return _text(pos) if pos else "0-0"
+            return as_text(pos) if pos else "0-0"
         assert stream_id is not None
         ms = int(stream_id.split("-")[0])
         return f"{ms - 1}-18446744073709551615" if ms > 0 else "0-0"
@@ -137,11 +134,11 @@ class History:
         self, sid: str, after: str, count: int
     ) -> list[tuple[str, dict[str, Any]]]:
         entries = await self.client.xrange(self.keys.history(sid), f"({after}", "+", count=count)
-        return await self.current([(_text(i), _decode(f)) for i, f in entries or []])
+        return await self.current([(as_text(i), _decode(f)) for i, f in entries or []])
 
     async def latest(self, sid: str, count: int) -> list[tuple[str, dict[str, Any]]]:
         entries = await self.client.xrevrange(self.keys.history(sid), "+", "-", count=count)
-        return await self.current([(_text(i), _decode(f)) for i, f in reversed(entries or [])])
+        return await self.current([(as_text(i), _decode(f)) for i, f in reversed(entries or [])])
 
     async def current(
         self, entries: list[tuple[str, dict[str, Any]]]
@@ -174,7 +171,7 @@ def build_router(
 ) -> APIRouter:
     router = APIRouter(prefix="/v1")
     history = History(worker.client, worker.keys)
-    now = clock or (lambda: datetime.now(UTC))
+    now = clock or utcnow
     allow_private = settings.allow_private_webhooks
 
     async def check_url(url: str | None) -> None:
@@ -428,7 +425,7 @@ def build_router(
                 batch = cast(list[tuple[Any, list[tuple[Any, Any]]]], reply or [])
                 for _stream, entries in batch:
                     # As history shows them: a replayed alert lists the outlets found since.
-                    found = [(_text(i), _decode(f)) for i, f in entries]
+                    found = [(as_text(i), _decode(f)) for i, f in entries]
                     for entry_id, data in await history.current(found):
                         cursor = entry_id
                         yield ServerSentEvent(
@@ -440,14 +437,14 @@ def build_router(
     @router.get("/alerts/{alert_id}", tags=["alerts"], dependencies=api_key, responses=errors(404))
     async def alert(alert_id: str) -> dict[str, Any]:
         """An alert with its delivery attempts (when it was sent alone) and dead-letter state."""
-        found = await worker._alert(alert_id)
+        found = await worker.alert(alert_id)
         if found is None:
             raise HTTPException(404, detail=f"no alert {alert_id}")
         dead = await worker.client.get(worker.keys.dead_entry(alert_id))
         return {
             "alert": found.model_dump(mode="json"),
             "attempts": await worker.attempts(alert_id),
-            "dead_letter_entry": _text(dead) if dead else None,
+            "dead_letter_entry": as_text(dead) if dead else None,
         }
 
     @router.post(
@@ -460,9 +457,9 @@ def build_router(
     async def redeliver(alert_id: str) -> dict[str, Any]:
         """Queue an alert again (e.g. after a dead letter), with a fresh retry budget."""
         try:
-            if not await worker.redeliver(alert_id):
+            if not await deadletters.redeliver(worker, alert_id):
                 raise HTTPException(404, detail=f"no alert {alert_id}")
-        except NotRedeliverable as exc:
+        except deadletters.NotRedeliverable as exc:
             detail = f"{alert_id} cannot be delivered: {exc.reason}"
             raise HTTPException(409, detail=detail) from None
         return {"id": alert_id, "status": "queued"}

@@ -43,8 +43,9 @@ from services.common.models import (
     article_id_for,
     content_hash_for,
 )
+from services.notify.filters import PreparedArticle
 from services.notify.percolator import Percolator
-from services.notify.subscriptions import PreparedArticle, Subscription
+from services.notify.subscriptions import Subscription
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 

@@ -26,12 +26,8 @@ from rich.text import Text
 from services.common.cli_errors import CommandError, ServiceRefused, check_response
 from services.common.settings import Settings, load_settings
 from services.common.streams import StreamNames
-from services.notify.delivery import (
-    DeliveryMetrics,
-    DeliveryWorker,
-    list_dead_letters,
-    replay_dead_letters,
-)
+from services.notify.deadletters import list_dead_letters, replay_dead_letters
+from services.notify.delivery import DeliveryMetrics, DeliveryWorker
 from services.notify.retry import RetryPolicy
 from services.notify.store import SubscriptionStore
 

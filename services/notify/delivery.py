@@ -23,7 +23,8 @@ takes over) and drains each one:
    * gone (HTTP 410) -> disable the subscription and dead-letter what is queued for it.
 
 Dead letters (``alerts:dead``) are replayed by ``POST /v1/alerts/{id}/redeliver`` or
-``topicwatch dead-letters replay``: the alert is queued again with a fresh retry budget.
+``topicwatch dead-letters replay`` (``deadletters.py``): the alert is queued again with a fresh
+retry budget.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.common.models import Alert, utcnow
-from services.common.streams import DATA_FIELD, StreamNames
-from services.notify.alerts import ALERT_TTL_SECONDS, AlertKeys, QueueItem, queue_member
+from services.common.streams import DATA_FIELD, StreamNames, as_text
+from services.notify.alerts import ALERT_TTL_SECONDS, AlertKeys, QueueItem
 from services.notify.channels.base import (
     Channel,
     DeliveryOutcome,
@@ -304,7 +305,7 @@ class DeliveryWorker:
         raw = await self._claim(
             keys=[self.keys.due], args=[now, now + self.lease_seconds, self.claim_batch]
         )
-        sids = [_text(s) for s in raw]
+        sids = [as_text(s) for s in raw]
         return [sid for sid in sids if sid not in self._inflight]
 
     async def tick(self) -> int:
@@ -536,7 +537,7 @@ class DeliveryWorker:
                 self.names.alerts_dead, {DATA_FIELD: json.dumps(record)}
             )
             await self.client.set(
-                self.keys.dead_entry(alert.id), _text(entry_id), ex=ALERT_TTL_SECONDS
+                self.keys.dead_entry(alert.id), as_text(entry_id), ex=ALERT_TTL_SECONDS
             )
             self.metrics.dead_total.labels(channel if channel in CHANNELS else "none").inc()
             log.warning("alert %s dead-lettered: %s", alert.id, reason)
@@ -570,119 +571,12 @@ class DeliveryWorker:
             log.info("subscription %s: %s, but it has a new destination since", sid, reason)
         return result
 
-    # --- replay ----------------------------------------------------------------------------
-
-    async def redeliver(self, alert_id: str, *, restore: Alert | None = None) -> bool:
-        """Queue an existing alert again (after a fix), with a fresh retry budget.
-
-        ``restore`` re-creates the alert record from a dead letter when it has expired.
-        Its dead-letter entry, if any, is removed: it is no longer dead. False when there is
-        no such alert; :class:`NotRedeliverable` when its subscription has nowhere to send it
-        (queuing it would only dead-letter it again, without its attempt log).
-        """
-        alert = await self._alert(alert_id)
-        expired = alert is None
-        alert = alert or restore
-        if alert is None:
-            return False
-        sid = alert.subscription_id
-        why = undeliverable_reason(await self.store.get(sid))
-        if why:
-            raise NotRedeliverable(why)
-        if expired:
-            await self.client.set(
-                self.keys.alert(alert_id), alert.model_dump_json(), ex=ALERT_TTL_SECONDS, nx=True
-            )
-        now = self.now()
-        dead_entry = await self.client.get(self.keys.dead_entry(alert_id))
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(self.keys.attempts(alert_id), self.keys.dead_entry(alert_id))
-            if dead_entry:
-                pipe.xdel(self.names.alerts_dead, _text(dead_entry))
-            pipe.rpush(self.keys.queue(sid), queue_member(alert_id, now))
-            pipe.zadd(self.keys.due, {sid: now}, nx=True)
-            await pipe.execute()
-        self.wake()
-        return True
-
-    async def _alert(self, alert_id: str) -> Alert | None:
+    async def alert(self, alert_id: str) -> Alert | None:
+        """The stored alert (None once it expired)."""
         raw = await self.client.get(self.keys.alert(alert_id))
         return Alert.model_validate_json(raw) if raw else None
-
-
-class NotRedeliverable(Exception):
-    """The alert exists but its subscription has nowhere to deliver it."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def undeliverable_reason(subscription: Subscription | None) -> str | None:
-    """Why alerts of this subscription cannot be sent now, or None when they can."""
-    if subscription is None:
-        return "its subscription was deleted"
-    if subscription.disabled:
-        return (
-            f"its subscription is disabled ({subscription.disabled_reason or 'by its owner'});"
-            ' fix the endpoint, then PATCH {"disabled": false} first'
-        )
-    if destination_of(subscription) is None:
-        return "its subscription has no webhook or e-mail (history and live stream only)"
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterRecord:
-    entry_id: str
-    data: dict[str, Any]
-
-    @property
-    def alert(self) -> Alert:
-        return Alert.model_validate(self.data["alert"])
-
-
-async def list_dead_letters(
-    client: aioredis.Redis, names: StreamNames, *, count: int = 100, start: str = "-"
-) -> list[DeadLetterRecord]:
-    """Dead-lettered alerts, oldest first."""
-    entries = await client.xrange(names.alerts_dead, start, "+", count=count) or []
-    out = []
-    for entry_id, fields in entries:
-        fields = fields or {}
-        raw = fields.get(DATA_FIELD.encode()) or fields.get(DATA_FIELD)
-        if raw:
-            out.append(DeadLetterRecord(_text(entry_id), json.loads(raw)))
-    return out
-
-
-async def replay_dead_letters(
-    worker: DeliveryWorker,
-    records: Sequence[DeadLetterRecord],
-    refused: dict[str, str] | None = None,
-) -> list[str]:
-    """Queue the dead-lettered alerts again; returns the alert ids queued. Alerts whose
-    subscription has nowhere to send them stay dead, with the reason in ``refused``."""
-    queued = []
-    for record in records:
-        alert = record.alert
-        try:
-            requeued = await worker.redeliver(alert.id, restore=alert)
-        except NotRedeliverable as exc:
-            if refused is not None:
-                refused[alert.id] = exc.reason
-            continue
-        if requeued:
-            # The entry may predate the dead-entry pointer (or it was overwritten): drop it too.
-            await worker.client.xdel(worker.names.alerts_dead, record.entry_id)
-            queued.append(alert.id)
-    return queued
 
 
 def _stub(alert_id: str, sid: str) -> Alert:
     """Only the id matters for a digest id; the alerts themselves are loaded when sending."""
     return Alert.model_construct(id=alert_id, subscription_id=sid)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -41,6 +41,7 @@ import numpy as np
 import redis.asyncio as aioredis
 from datasketch import MinHash
 
+from services.common.streams import as_text
 from services.notify.query import tokenize
 
 #: Estimated Jaccard similarity of word 3-shingle sets at and above which two articles are
@@ -230,6 +231,6 @@ class RedisNearDuplicates:
 
 
 def _decode(article_id: str, raw: bytes | str) -> NearDuplicate:
-    text = raw.decode() if isinstance(raw, bytes) else raw
+    text = as_text(raw)
     original, _, score = text.partition(" ")
     return NearDuplicate(article_id=article_id, original_id=original, similarity=float(score))

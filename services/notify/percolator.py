@@ -49,8 +49,7 @@ from sys import intern
 from prometheus_client import CollectorRegistry, Counter
 
 from services.common.models import ClassifiedArticle
-from services.notify.query import clause_probability
-from services.notify.subscriptions import (
+from services.notify.filters import (
     ENTITY_KEY,
     LANGUAGE_KEY,
     MIN_SCORE_KEY,
@@ -59,8 +58,9 @@ from services.notify.subscriptions import (
     CompiledFilter,
     FilterKey,
     PreparedArticle,
-    Subscription,
 )
+from services.notify.query import clause_probability
+from services.notify.subscriptions import Subscription
 
 #: An inner (second-clause) index is skipped when it would need more than this many
 #: (outer, inner) key pairs for one filter: only the first clause is indexed then, and the

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from services.common.models import utcnow
 from services.common.settings import STANDARD_WEBHOOKS_SCHEDULE, Settings
 
 #: Longest ``Retry-After`` honoured, in seconds (the longest step of the default schedule).
@@ -97,5 +98,5 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    current = now or datetime.now(UTC)
+    current = now or utcnow()
     return max(0.0, (when - current).total_seconds())

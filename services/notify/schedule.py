@@ -30,6 +30,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from services.common.models import utcnow
+
 #: Most alerts in one digest message; the rest go in the next one, right after.
 MAX_DIGEST_ALERTS = 100
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -137,7 +139,7 @@ class Clock(Protocol):
 
 
 def system_clock() -> datetime:
-    return datetime.now(UTC)
+    return utcnow()
 
 
 class ManualClock:

@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import WatchError
 
-from services.common.streams import StreamNames
+from services.common.streams import StreamNames, as_text
 from services.notify.subscriptions import Subscription
 
 log = logging.getLogger(__name__)
@@ -123,11 +123,11 @@ class SubscriptionStore:
         """One page in creation order, and the total count."""
         ids = await self.client.zrange(self.index_key, offset, offset + limit - 1)
         total = await self.client.zcard(self.index_key)
-        return await self._many([_text(i) for i in ids]), int(total)
+        return await self._many([as_text(i) for i in ids]), int(total)
 
     async def all(self) -> list[Subscription]:
         ids = await self.client.zrange(self.index_key, 0, -1)
-        return await self._many([_text(i) for i in ids])
+        return await self._many([as_text(i) for i in ids])
 
     async def version(self) -> int:
         raw = await self.client.get(self.version_key)
@@ -139,13 +139,13 @@ class SubscriptionStore:
             pipe.get(self.version_key)
             pipe.xrevrange(self.changes_key, count=1)
             raw_version, newest = await pipe.execute()
-        return int(raw_version or 0), _text(newest[0][0]) if newest else "0-0"
+        return int(raw_version or 0), as_text(newest[0][0]) if newest else "0-0"
 
     async def changes_since(self, after: str) -> list[tuple[str, str, str]]:
         """(change id, subscription id, op) for every change after ``after``, oldest first."""
         entries = await self.client.xrange(self.changes_key, f"({after}", "+") or []
         return [
-            (_text(eid), _text(fields[b"id"]), _text(fields[b"op"]))
+            (as_text(eid), as_text(fields[b"id"]), as_text(fields[b"op"]))
             for eid, fields in entries
             if fields
         ]
@@ -171,7 +171,3 @@ def _load(raw: bytes | str) -> Subscription | None:
     except ValidationError as exc:
         log.error("stored subscription does not validate, skipped: %s", exc)
         return None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

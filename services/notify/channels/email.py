@@ -22,6 +22,7 @@ from email.utils import formatdate
 
 from services.common.models import Alert
 from services.common.settings import Settings
+from services.common.streams import as_text
 from services.notify.channels.base import DeliveryOutcome, Destination, Notification
 
 
@@ -99,7 +100,7 @@ class EmailChannel:
                 return DeliveryOutcome.retryable(f"recipient deferred: {reason}")
             return DeliveryOutcome.permanent(f"recipient refused: {reason}")
         except smtplib.SMTPResponseException as exc:
-            text = f"SMTP {exc.smtp_code} {_decode(exc.smtp_error)}"
+            text = f"SMTP {exc.smtp_code} {as_text(exc.smtp_error)}"
             if 400 <= exc.smtp_code < 500:
                 return DeliveryOutcome.retryable(text)
             return DeliveryOutcome.permanent(text)
@@ -123,10 +124,6 @@ class EmailChannel:
             if self.username:
                 smtp.login(self.username, self.password or "")
             smtp.send_message(message, from_addr=self.sender, to_addrs=[recipient])
-
-
-def _decode(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 def _subject(notification: Notification) -> str:

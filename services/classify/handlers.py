@@ -1,0 +1,213 @@
+"""What the classify service does, with every dependency passed in.
+
+``create_app`` (app.py) builds these and wires them to the stream, the background loops and
+the HTTP routes; tests call them directly against a real Redis, without building the app.
+
+* :class:`ClassifyEntries` handles a batch of ``articles:accepted``: tags each article and
+  publishes it to ``articles:classified`` before the batch may be acknowledged.
+* :class:`TaxonomyAnnouncer` keeps ``{prefix}:taxonomy`` naming the topics in use, so that
+  notify can refuse a subscription to a topic that does not exist.
+* :func:`dry_run` is ``POST /v1/classify``: one article's topics, nothing published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import ValidationError
+
+from services.classify.reload import ClassifierHolder
+from services.common.consumer import DeadLetters, Entry
+from services.common.html import NoArticleText, extract_article
+from services.common.models import Article, ArticleSubmission, ClassifiedArticle, field_errors
+from services.common.streams import GROUP_CLASSIFY, StreamNames, encode
+
+
+class ClassifyMetrics:
+    """The service's own counters (the runtime adds the stream and HTTP ones)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.articles_total = Counter(
+            "topicwatch_classify_articles_total",
+            "Articles classified, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.topics_total = Counter(
+            "topicwatch_classify_topics_total",
+            "Topic tags given, by topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "topicwatch_classify_batch_seconds",
+            "Time to classify and publish one batch.",
+            registry=registry,
+        )
+        for outcome in ("tagged", "untagged", "invalid"):
+            self.articles_total.labels(outcome)
+
+    def known_topics(self, topic_ids: Iterable[str]) -> None:
+        """Start each topic's series at 0, so that increase() sees its first tag (and a
+        reload that brings new topics starts theirs too)."""
+        for topic_id in topic_ids:
+            self.topics_total.labels(topic_id)
+
+
+class ClassifyEntries:
+    """The batch handler of ``articles:accepted`` (a ``BatchHandler``, see common/consumer.py)."""
+
+    def __init__(
+        self,
+        *,
+        redis: aioredis.Redis,
+        names: StreamNames,
+        holder: ClassifierHolder,
+        dead_letters: DeadLetters,
+        metrics: ClassifyMetrics,
+    ) -> None:
+        self.redis = redis
+        self.names = names
+        self.holder = holder
+        self.dead_letters = dead_letters
+        self.metrics = metrics
+
+    async def __call__(self, entries: Sequence[Entry]) -> list[str]:
+        metrics = self.metrics
+        with metrics.seconds.time():
+            classifier = self.holder.current
+            topic_ids = self.holder.topic_ids
+            done: list[str] = []
+            pipe = self.redis.pipeline(transaction=False)
+            for entry in entries:
+                try:
+                    article = Article.model_validate_json(entry.data or b"")
+                except ValidationError as exc:
+                    # Only ingest writes this stream; a bad entry is a bug: dead-letter it now.
+                    await self.dead_letters.write(
+                        self.names.accepted,
+                        GROUP_CLASSIFY,
+                        entry,
+                        "invalid article: " + str(field_errors(exc)[:3]),
+                    )
+                    metrics.articles_total.labels("invalid").inc()
+                    done.append(entry.id)
+                    continue
+                result = classifier.classify(article.title, article.body)
+                classified = ClassifiedArticle(
+                    article=article,
+                    topics=result.topics,
+                    entities=result.entities,
+                    taxonomy_version=result.taxonomy_version,
+                )
+                pipe.xadd(self.names.classified, encode(classified))
+                metrics.articles_total.labels("tagged" if result.topics else "untagged").inc()
+                for topic in result.topics:
+                    if topic.id in topic_ids:
+                        metrics.topics_total.labels(topic.id).inc()
+                done.append(entry.id)
+            await pipe.execute()  # written before the batch is acked
+            return done
+
+
+class TaxonomyAnnouncer:
+    """Keeps ``{prefix}:taxonomy`` naming the topics in use: JSON ``{version, topics}``."""
+
+    def __init__(
+        self,
+        *,
+        redis: aioredis.Redis,
+        names: StreamNames,
+        holder: ClassifierHolder,
+        metrics: ClassifyMetrics | None = None,
+    ) -> None:
+        self.redis = redis
+        self.names = names
+        self.holder = holder
+        self.metrics = metrics
+        self.announced: str | None = None
+
+    async def announce(self) -> bool:
+        """Write the key if the taxonomy changed since the last announcement; True if written."""
+        clf = self.holder.current
+        if clf.version == self.announced:
+            return False
+        ids = [str(t["id"]) for t in clf.topics_summary()]
+        doc = json.dumps({"version": clf.version, "topics": ids})
+        if self.metrics is not None:
+            self.metrics.known_topics(ids)
+        await self.redis.set(self.names.taxonomy, doc)
+        self.announced = clf.version
+        return True
+
+    async def run(self, interval: float = 1.0) -> None:
+        while True:
+            await self.announce()
+            await asyncio.sleep(interval)
+
+
+class DryRunError(ValueError):
+    """The submission cannot be classified; names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+async def dry_run(
+    holder: ClassifierHolder, submission: ArticleSubmission, *, explain: bool = False
+) -> dict[str, Any]:
+    """The topics and entities one article would get; nothing is published.
+
+    ``explain`` adds ``details``: every topic a rule fired for (tagged or not), its score and
+    threshold, each rule's contribution with its evidence, and dampers.
+    """
+    body = submission.body or ""
+    from_html = not body.strip() and bool(submission.html and submission.html.strip())
+    if from_html and submission.html:
+        # As ingest (and `topicwatch classify`) do: the page's main text, extracted.
+        try:
+            page = await asyncio.to_thread(extract_article, submission.html, url=submission.url)
+        except NoArticleText as exc:
+            raise DryRunError("html", str(exc)) from None
+        body = page.text
+    if not body.strip():
+        raise DryRunError("body", "a body (or html) is needed")
+    result = holder.current.classify(submission.title, body, explain=explain)
+    answer: dict[str, Any] = {
+        "id": submission.id,
+        "taxonomy_version": result.taxonomy_version,
+        "topics": [t.model_dump(mode="json") for t in result.topics],
+        "entities": [e.model_dump(mode="json") for e in result.entities],
+    }
+    if from_html:
+        answer["body"] = body  # what the evidence spans of field "body" point into
+    if explain:
+        answer["details"] = [
+            {
+                "id": d.id,
+                "score": d.score,
+                "threshold": d.threshold,
+                "tagged": d.tagged,
+                "rules": [
+                    {
+                        "rule": f.rule,
+                        "weight": f.weight,
+                        "sentences": f.count,
+                        "contribution": f.contribution,
+                        "note": f.note,
+                        "evidence": [e.model_dump(mode="json") for e in f.evidence],
+                    }
+                    for f in d.firings
+                ],
+                "dampers": [{"id": name, "factor": f} for name, f in d.dampers],
+            }
+            for d in result.details
+        ]
+    return answer

@@ -1,7 +1,8 @@
 """Hostile requests on every API: schemathesis against ingest, classify and notify.
 
-Each service runs for real (uvicorn on a loopback port, its consumers and workers live, the
-session's real redis-server), with API keys configured. ``schemathesis run`` (its CLI, in a
+Each service runs for real, as its own process (tests/schemathesis_service.py: uvicorn on a
+loopback port, its consumers and workers live, the session's real redis-server), with API
+keys configured. ``schemathesis run`` (its CLI, in a
 subprocess: every phase — examples, coverage, fuzzing and the stateful phase that follows
 the links between operations, e.g. create a subscription, then read, change, rotate, delete
 it) generates requests from the service's own OpenAPI document and checks every answer:
@@ -16,7 +17,7 @@ an html page — so schema-valid requests are rightly refused with 422 naming th
 Not generated: notify's ``/stream`` (Server-Sent Events never end by design; tests in
 test_notify_api.py cover it, and its error answers are the same dependency as ``/alerts``).
 
-DNS stays on this machine: the resolver the SSRF guard uses is replaced by one that knows
+DNS stays on this machine: in these processes the resolver the SSRF guard uses knows
 ``localhost`` only (generated webhook and feed hosts would otherwise be looked up outside).
 
 Run longer (e.g. before a release) with ``TOPICWATCH_SCHEMATHESIS_EXAMPLES=500`` (cases per
@@ -29,64 +30,72 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis as redis_sync
 
-from services.common import ssrf
-from services.common.settings import Settings
-from tests.servers import ThreadedServer
+from services.common.http import wait_healthy
+from services.common.redis_server import RedisServer, free_port
 
 KEY = "schemathesis-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 EXAMPLES = int(os.environ.get("TOPICWATCH_SCHEMATHESIS_EXAMPLES", "25"))
 SEED = os.environ.get("TOPICWATCH_SCHEMATHESIS_SEED", "20261205")
 SERVICES = ("ingest", "classify", "notify")
+ROOT = Path(__file__).resolve().parent.parent
 #: Per service: path patterns schemathesis leaves out (see the module docstring).
 EXCLUDED_PATHS = {"notify": r".*/stream$"}
 
 
-def app_factory(service: str) -> Callable[[Settings], Any]:
-    if service == "ingest":
-        from services.ingest.app import create_app as ingest
-
-        return ingest
-    if service == "classify":
-        from services.classify.app import create_app as classify
-
-        return classify
-    from services.notify.app import create_app as notify
-
-    return notify
-
-
-async def hosts_only(host: str, port: int) -> list[str]:
-    """/etc/hosts for the two names tests use; anything else does not resolve."""
-    known = {"localhost": ["127.0.0.1"], "127.0.0.1": ["127.0.0.1"]}
-    if host.lower().rstrip(".") in known:
-        return known[host.lower().rstrip(".")]
-    raise ssrf.ResolutionError(f"{host} does not resolve (tests resolve no outside names)")
-
-
-@pytest.fixture(params=SERVICES)
+@pytest.fixture(scope="module", params=SERVICES)
 def service(
     request: pytest.FixtureRequest,
-    redis_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, str]]:
-    """(name, base URL) of one real service with API keys on."""
-    monkeypatch.setattr(ssrf, "system_resolver", hosts_only)
+    """(name, base URL) of one real service process with API keys on, shared by this
+    module's tests (a process start costs seconds), on a Redis emptied before it starts."""
     name = str(request.param)
-    settings = Settings(redis_url=redis_url, data_dir=tmp_path / "data", api_keys=KEY)
-    server = ThreadedServer(app_factory(name)(settings)).start()
-    try:
-        yield name, server.url
-    finally:
-        server.stop()
+    tmp_path = tmp_path_factory.mktemp(name)
+    client = redis_sync.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    redis_url = redis_server.url
+    port = free_port()
+    env = {
+        **os.environ,
+        "TOPICWATCH_REDIS_URL": redis_url,
+        "TOPICWATCH_DATA_DIR": str(tmp_path / "data"),
+        "TOPICWATCH_API_KEYS": KEY,
+    }
+    log_path = tmp_path / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.schemathesis_service", name, str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, 60, alive=lambda: process.poll() is None)
+            yield name, url
+            log.flush()
+            assert process.poll() is None, (
+                f"{name} exited during the test:\n{log_path.read_text(errors='replace')[-5000:]}"
+            )
+        finally:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def document(url: str) -> dict[str, Any]:

@@ -32,10 +32,10 @@ COMMAND_MODULES = (
     "services.ingest.cli",
     "services.classify.cli",
     "services.notify.cli",
-    "services.notify.cli_match",
     "services.notify.cli_subscriptions",
     "services.asyncapi",
-    "services.pipeline_bench",
+    "services.bench",
+    "services.harness.cli",
 )
 
 
@@ -89,9 +89,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     server = None
     if not settings.redis_url:
-        from services.common.redis_server import RedisServer
+        from services.common.redis_server import RedisServer, find_redis_server
 
         server = RedisServer(
+            binary=find_redis_server(settings.redis_server),
             data_dir=Path(settings.data_dir) / "redis",
             port=settings.embedded_redis_port,
             appendonly=True,

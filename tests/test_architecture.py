@@ -8,6 +8,7 @@ this test makes CI fail when a wall is crossed, and shows that the check can fai
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -121,3 +122,66 @@ def test_the_circle_finder_finds_a_circle() -> None:
         ["a", "b", "c"],
         ["e"],
     ]
+
+
+def _environment_reads(path: Path) -> list[str]:
+    return _environment_reads_at(path, ROOT)
+
+
+def _environment_reads_at(path: Path, root: Path) -> list[str]:
+    """Every ``os.environ``/``os.getenv``/``environ`` use in a module that is not handing a
+    copy of the environment on to a child process (``dict(os.environ)``, ``{**os.environ}``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "os":
+            names = {alias.name for alias in node.names}
+            if names & {"environ", "getenv", "environb", "getenvb"}:
+                found.append(f"{path.relative_to(root)}:{node.lineno} from os import")
+        if not (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+            and node.attr in {"environ", "getenv", "environb", "getenvb"}
+        ):
+            continue
+        parent = parents.get(node)
+        handed_on = (
+            isinstance(parent, ast.Call)
+            and isinstance(parent.func, ast.Name)
+            and parent.func.id == "dict"
+            and parent.args == [node]
+        ) or (isinstance(parent, ast.Dict) and None in parent.keys)
+        # {k: v for k, v in os.environ.items() if ...}: a filtered copy for a child process.
+        grand = parents.get(parent) if parent is not None else None
+        handed_on = handed_on or (
+            isinstance(parent, ast.Attribute)
+            and parent.attr == "items"
+            and isinstance(grand, ast.Call)
+            and isinstance(parents.get(grand), ast.comprehension)
+        )
+        if not handed_on:
+            found.append(f"{path.relative_to(root)}:{node.lineno} os.{node.attr}")
+    return found
+
+
+def test_settings_is_the_only_reader_of_the_environment() -> None:
+    reads = [
+        read
+        for path in sorted((ROOT / "services").rglob("*.py"))
+        if path != ROOT / "services" / "common" / "settings.py"
+        for read in _environment_reads(path)
+    ]
+    assert reads == [], "read the environment in services/common/settings.py only: " + str(reads)
+
+
+def test_the_environment_check_sees_a_read(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import os\nchild = dict(os.environ)\nalso = {**os.environ, 'A': '1'}\n"
+        "some = {k: v for k, v in os.environ.items() if k != 'A'}\n"
+        "token = os.environ.get('TOPICWATCH_READ_TOKEN')\nother = os.getenv('X')\n"
+    )
+    found = [read.rsplit(":", 1)[-1] for read in _environment_reads_at(module, tmp_path)]
+    assert sorted(found) == ["5 os.environ", "6 os.getenv"]

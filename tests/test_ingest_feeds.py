@@ -9,6 +9,7 @@ import pytest
 
 from services.common.models import ArticleSubmission
 from services.common.ssrf import CheckedTarget, check_webhook_url
+from services.common.submission import SubmissionError, validate_submission
 from services.ingest.feeds import (
     FeedFetch,
     FeedStatus,
@@ -117,8 +118,8 @@ def test_item_without_title_does_not_validate_and_can_be_rejected_with_its_paylo
     feed = parse_feed(rss.encode())
     payload = item_to_submission(feed.items[1], feed_url="u", feed_title=feed.title)
     assert payload["title"] is None
-    with pytest.raises(ValueError, match="title"):
-        ArticleSubmission.model_validate(payload)
+    with pytest.raises(SubmissionError, match="title: required"):
+        validate_submission(payload)  # what every ingest path validates with
 
 
 def test_record_poll_tracks_success_errors_and_items():

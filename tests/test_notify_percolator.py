@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from services.bench.percolate import Vocabulary, generate_article, generate_subscription
 from services.common.models import (
     Article,
     ClassifiedArticle,
@@ -19,7 +20,6 @@ from services.common.models import (
     article_id_for,
     content_hash_for,
 )
-from services.notify.bench import Vocabulary, generate_article, generate_subscription
 from services.notify.filters import PreparedArticle
 from services.notify.percolator import MAX_KEY_PAIRS, Percolator, placement_for
 from services.notify.subscriptions import Subscription

@@ -35,7 +35,7 @@ def alert(alert_id: str, title: str) -> str:
 FIRST = alert("alt_one", "IAEA inspectors\u2028return to Natanz")
 SECOND = alert("alt_two", "Enrichment resumes")
 THIRD = alert("alt_three", "Talks adjourned")
-HALF = FIRST.index(", \"article\"") + 1  # between two members: the joining newline is JSON space
+HALF = FIRST.index(', "article"') + 1  # between two members: the joining newline is JSON space
 
 CONNECTIONS = [
     # 1: a comment, a retry, an id-only block, a message that is not an alert, then an alert

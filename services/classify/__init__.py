@@ -14,15 +14,27 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from services.classify.buildinfo import BUILD_RECORD, HOT_MODULES, source_hashes
+from services.common.settings import EarlySettings
+
+
+def _pure_python_requested() -> bool:
+    """``TOPICWATCH_PURE_PYTHON``, read by settings.py (before any ``Settings`` exists: this
+    runs when the package is first imported). An invalid value loads the compiled modules
+    here and is reported by ``load_settings`` when the process reads its configuration."""
+    try:
+        return EarlySettings().pure_python
+    except ValidationError:
+        return False
 
 
 def _compiled_is_current(directory: Path) -> bool:
-    if os.environ.get("TOPICWATCH_PURE_PYTHON") == "1":
+    if _pure_python_requested():
         return False
     try:
         recorded = json.loads((directory / BUILD_RECORD).read_text(encoding="utf-8"))

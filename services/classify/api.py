@@ -30,8 +30,6 @@ def build_router(holder: ClassifierHolder) -> APIRouter:
         try:
             return await dry_run(holder, submission, explain=explain)
         except DryRunError as exc:
-            raise HTTPException(
-                422, detail=[{"field": exc.field, "message": exc.message}]
-            ) from None
+            raise HTTPException(422, detail=[e.model_dump() for e in exc.errors]) from None
 
     return router

@@ -1,6 +1,6 @@
-"""Classifier sub-commands: ``classify``, ``eval`` and ``bench classify``.
+"""Classifier sub-commands: ``classify`` and ``eval`` (``bench classify`` is services/bench).
 
-All three work offline (no Redis, no services): an analyst editing a taxonomy can check
+Both work offline (no Redis, no services): an analyst editing a taxonomy can check
 what it does to a folder of articles, measure it against labelled samples, and see what it
 costs, before the running service picks the file up.
 """
@@ -8,17 +8,17 @@ costs, before the running service picks the file up.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from services.classify.classifier import Classifier, load_classifier
 from services.classify.spec import TaxonomyError
 from services.common.files import read_all
 from services.common.models import ArticleSubmission, article_id_for, content_hash_for
+from services.common.submission import SubmissionError, read_submission
 
 #: Where the shared labelled samples live relative to the project root (../shared/samples).
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -57,26 +57,14 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.add_argument("--verbose", action="store_true", help="list every article's tags")
     evaluate.add_argument(
+        "--kinds",
+        type=Path,
+        help="JSON object id -> kind (positive, sports, ...): false alarms per kind",
+    )
+    evaluate.add_argument(
         "--min-f1", type=float, help="exit with status 1 if micro-F1 is below this"
     )
     evaluate.set_defaults(func=cmd_eval)
-
-
-def register_bench(bench_subparsers: Any) -> None:
-    bench = bench_subparsers.add_parser(
-        "classify",
-        help="articles/s for the default taxonomy and a generated 1,000-topic taxonomy",
-    )
-    bench.add_argument(
-        "--articles",
-        type=Path,
-        help="articles to classify (default: ../shared/samples/dev_articles.jsonl if present, "
-        "else the packaged examples)",
-    )
-    bench.add_argument("--topics", type=int, default=1000, help="size of the generated taxonomy")
-    bench.add_argument("--seconds", type=float, default=3.0, help="timed seconds per taxonomy")
-    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
-    bench.set_defaults(func=cmd_bench)
 
 
 def _load(path: Path | None) -> Classifier | None:
@@ -87,24 +75,7 @@ def _load(path: Path | None) -> Classifier | None:
         return None
 
 
-def _error_fields(exc: ValidationError) -> str:
-    return "; ".join(
-        f"field {'.'.join(str(p) for p in err['loc']) or '(article)'}: {err['msg']}"
-        for err in exc.errors()
-    )
-
-
-def _article_text(sub: ArticleSubmission) -> str:
-    if sub.body and sub.body.strip():
-        return sub.body
-    if sub.html and sub.html.strip():
-        from services.common.html import extract_article
-
-        return extract_article(sub.html, url=sub.url).text
-    return ""
-
-
-def _article_id(sub: ArticleSubmission, body: str) -> str:
+def _article_id(sub: ArticleSubmission, title: str, body: str) -> str:
     """The id given in the input, else the id ingest would give the article."""
     if sub.id:
         return sub.id
@@ -116,7 +87,7 @@ def _article_id(sub: ArticleSubmission, body: str) -> str:
             canonical = canonical_url_or_none(sub.url)
         except ValueError:
             canonical = None
-    return article_id_for(canonical, content_hash_for(sub.title, body))
+    return article_id_for(canonical, content_hash_for(title, body))
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -133,22 +104,17 @@ def cmd_classify(args: argparse.Namespace) -> int:
             failures += 1
             continue
         try:
-            sub = ArticleSubmission.model_validate(item.value)
-        except ValidationError as exc:
-            print(f"{item.source}: rejected: {_error_fields(exc)}", file=sys.stderr)
+            sub, article = read_submission(item.value)
+        except SubmissionError as exc:
+            problems = "; ".join(f"field {e.field}: {e.message}" for e in exc.errors)
+            print(f"{item.source}: rejected: {problems}", file=sys.stderr)
             failures += 1
             continue
-        body = _article_text(sub)
-        if not body.strip():
-            print(
-                f"{item.source}: rejected: field body: a body (or html) is needed", file=sys.stderr
-            )
-            failures += 1
-            continue
-        article_id = _article_id(sub, body)
-        result = clf.classify(sub.title, body, explain=args.explain)
+        title, body = article.title, article.body
+        article_id = _article_id(sub, title, body)
+        result = clf.classify(title, body, explain=args.explain)
         if args.explain:
-            out.write(render_explanation(article_id, sub.title, body, result) + "\n\n")
+            out.write(render_explanation(article_id, title, body, result) + "\n\n")
         else:
             line = {
                 "id": article_id,
@@ -165,16 +131,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     clf = _load(args.taxonomy)
     if clf is None:
         return 2
+    kinds: dict[str, str] = {}
+    if args.kinds is not None:
+        try:
+            kinds = json.loads(args.kinds.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"{args.kinds}: {exc}", file=sys.stderr)
+            return 2
+        if not isinstance(kinds, dict) or not all(isinstance(v, str) for v in kinds.values()):
+            print(f"{args.kinds}: expected a JSON object of id -> kind", file=sys.stderr)
+            return 2
     articles = []
     for item in read_all(args.files):
         if item.error is not None:
             print(f"{item.source}: {item.error}", file=sys.stderr)
             return 2
         try:
-            articles.append(labelled_from_dict(item.value, item.source))
+            art = labelled_from_dict(item.value, item.source)
         except LabelError as exc:
             print(str(exc), file=sys.stderr)
             return 2
+        if art.id in kinds:
+            art = dataclasses.replace(art, kind=kinds[art.id])
+        articles.append(art)
     if not articles:
         print("topicwatch: no labelled articles found", file=sys.stderr)
         return 2
@@ -190,61 +169,4 @@ def cmd_eval(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    return 0
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from services.classify import bench, compiled
-
-    path: Path | None = args.articles
-    if path is None:
-        path = next((p for p in DEFAULT_SAMPLES if p.is_file()), PACKAGED_EXAMPLES)
-    if not path.is_file():
-        print(f"topicwatch: no such file: {path}", file=sys.stderr)
-        return 2
-    articles = bench.load_articles(path)
-    if not articles:
-        print(f"topicwatch: no articles in {path}", file=sys.stderr)
-        return 2
-    mode = (
-        "compiled with mypyc"
-        if compiled()
-        else "pure Python (not compiled, sources changed since the build, or "
-        "TOPICWATCH_PURE_PYTHON=1; `pip install -e .` compiles)"
-    )
-    print(
-        f"classifying {len(articles)} articles from {path} "
-        f"(about {args.seconds:.0f} s per taxonomy, one core); classifier: {mode}...",
-        file=sys.stderr,
-        flush=True,
-    )
-    default, big = bench.run(articles, n_topics=args.topics, seconds=args.seconds)
-    ratio = default.rate / big.rate if big.rate else float("inf")
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "articles_file": str(path),
-                    "default": {
-                        "topics": default.topics,
-                        "automaton_keys": default.automaton_keys,
-                        "articles_per_second": round(default.rate, 1),
-                    },
-                    "generated": {
-                        "topics": big.topics,
-                        "automaton_keys": big.automaton_keys,
-                        "articles_per_second": round(big.rate, 1),
-                    },
-                    "slowdown": round(ratio, 2),
-                    "compiled": compiled(),
-                }
-            )
-        )
-    else:
-        for r in (default, big):
-            print(
-                f"{r.label:<12} {r.topics:>5} topics {r.automaton_keys:>6} patterns "
-                f"{r.rate:>9,.0f} articles/s"
-            )
-        print(f"slowdown with {big.topics} topics: {ratio:.2f}x")
     return 0

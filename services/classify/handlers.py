@@ -23,9 +23,15 @@ from pydantic import ValidationError
 
 from services.classify.reload import ClassifierHolder
 from services.common.consumer import DeadLetters, Entry
-from services.common.html import NoArticleText, extract_article
-from services.common.models import Article, ArticleSubmission, ClassifiedArticle, field_errors
+from services.common.models import (
+    Article,
+    ArticleSubmission,
+    ClassifiedArticle,
+    FieldError,
+    field_errors,
+)
 from services.common.streams import GROUP_CLASSIFY, StreamNames, encode
+from services.common.submission import SubmissionError, read_article
 
 
 class ClassifyMetrics:
@@ -152,12 +158,19 @@ class TaxonomyAnnouncer:
 
 
 class DryRunError(ValueError):
-    """The submission cannot be classified; names the field."""
+    """The submission cannot be classified; ``errors`` name every offending field."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+    @property
+    def field(self) -> str:
+        return self.errors[0].field
+
+    @property
+    def message(self) -> str:
+        return self.errors[0].message
 
 
 async def dry_run(
@@ -165,21 +178,20 @@ async def dry_run(
 ) -> dict[str, Any]:
     """The topics and entities one article would get; nothing is published.
 
+    The article is read as ingest (and `topicwatch classify`) read it: the body, else the
+    page's main text; the title, else the page's own (og:title, <title>, first <h1>).
     ``explain`` adds ``details``: every topic a rule fired for (tagged or not), its score and
     threshold, each rule's contribution with its evidence, and dampers.
     """
-    body = submission.body or ""
-    from_html = not body.strip() and bool(submission.html and submission.html.strip())
-    if from_html and submission.html:
-        # As ingest (and `topicwatch classify`) do: the page's main text, extracted.
-        try:
-            page = await asyncio.to_thread(extract_article, submission.html, url=submission.url)
-        except NoArticleText as exc:
-            raise DryRunError("html", str(exc)) from None
-        body = page.text
-    if not body.strip():
-        raise DryRunError("body", "a body (or html) is needed")
-    result = holder.current.classify(submission.title, body, explain=explain)
+    try:
+        if submission.html:  # parsing a page is CPU work: keep the loop responsive
+            article = await asyncio.to_thread(read_article, submission)
+        else:
+            article = read_article(submission)
+    except SubmissionError as exc:
+        raise DryRunError(exc.errors) from None
+    body, from_html = article.body, article.from_html
+    result = holder.current.classify(article.title, body, explain=explain)
     answer: dict[str, Any] = {
         "id": submission.id,
         "taxonomy_version": result.taxonomy_version,

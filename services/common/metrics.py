@@ -13,6 +13,7 @@ route *template* (``/v1/subscriptions/{subscription_id}``, or ``unmatched``), th
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.gc_collector import GCCollector
@@ -132,17 +133,29 @@ def route_template(scope: Scope, routes: list[BaseRoute]) -> str:
     """The matched route's path template, or ``unmatched`` (404s for unknown paths).
 
     A request refused before routing (413 from the body limit) has no route in its scope:
-    it is matched here, so it still counts against the endpoint it was sent to.
+    it is matched here against the app's routes, so it still counts against the endpoint it
+    was sent to.
     """
     route = scope.get("route")
     if route is None:
-        for candidate in routes:
+        for candidate in _flat_routes(routes):
             match, _ = candidate.matches(scope)
-            if match is Match.FULL:
+            if match is not Match.NONE:  # FULL, or PARTIAL: the path is right, the method not
                 route = candidate
                 break
     path = getattr(route, "path", None)
     return path if isinstance(path, str) and path else "unmatched"
+
+
+def _flat_routes(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
+    """Routes with a path template, looking into included routers (FastAPI wraps each
+    ``include_router`` in an object that has no path of its own)."""
+    for route in routes:
+        if isinstance(getattr(route, "path", None), str):
+            yield route
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        if isinstance(inner, list):
+            yield from _flat_routes(inner)
 
 
 def status_class(status: int) -> str:

@@ -142,10 +142,26 @@ class ArticleSubmission(BaseModel):
     producers can evolve; everything topicwatch uses is validated and named in errors.
     """
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="ignore",
+        str_strip_whitespace=True,
+        # The rules across fields, for readers of the schema (services/common/submission.py
+        # enforces them): some text (body or html), and a title unless a page can supply one.
+        json_schema_extra={
+            "allOf": [
+                {"anyOf": [{"required": ["body"]}, {"required": ["html"]}]},
+                {"anyOf": [{"required": ["title"]}, {"required": ["html"]}]},
+            ]
+        },
+    )
 
     id: str | None = Field(default=None, max_length=512, description="Producer's own id.")
-    title: str = Field(min_length=1, max_length=2_000)
+    title: str | None = Field(
+        default=None,
+        max_length=2_000,
+        description="Required unless html is sent: then the page's own title is used "
+        "(og:title, <title>, the first <h1>).",
+    )
     body: str | None = Field(default=None, max_length=5_000_000)
     html: str | None = Field(default=None, max_length=10_000_000)
     url: str | None = Field(default=None, max_length=4_096)

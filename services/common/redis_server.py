@@ -15,10 +15,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.common.settings import EarlySettings
 
-def find_redis_server() -> str:
-    """Path of a redis-server binary: env override, the bundled one, then PATH."""
-    override = os.environ.get("TOPICWATCH_REDIS_SERVER")
+
+def find_redis_server(override: str | None = None) -> str:
+    """Path of a redis-server binary: ``override``, else ``TOPICWATCH_REDIS_SERVER``
+    (settings.py), the bundled one, then PATH."""
+    if override is None:
+        override = EarlySettings().redis_server
     if override:
         return override
     try:

@@ -79,3 +79,18 @@ async def trim_consumed(client: aioredis.Redis, stream: str, keep: int) -> int:
         return 0
     removed = await client.xtrim(stream, minid=_text(point), approximate=False)
     return int(removed)
+
+
+async def trim_window(
+    client: aioredis.Redis, stream: str, *, max_age_ms: int, max_len: int, now_ms: int
+) -> int:
+    """Trim a record stream (alerts, dead letters, rejections) to a time and count window.
+
+    These streams are history for people and tools, not work for a consumer group, so they are
+    cut by age and by count, whichever bites first. Both trims are approximate (Redis removes
+    whole macro-nodes only), which keeps each call cheap enough to run every few seconds; the
+    stream may briefly hold up to one node (100 entries by default) more than the window.
+    """
+    removed = await client.xtrim(stream, minid=str(max(now_ms - max_age_ms, 0)), approximate=True)
+    removed += await client.xtrim(stream, maxlen=max_len, approximate=True)
+    return int(removed)

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis.asyncio as aioredis
@@ -43,7 +44,7 @@ from services.common.metrics import (
     drop_unused_broker_metrics,
     process_registry,
 )
-from services.common.retention import trim_consumed
+from services.common.retention import trim_consumed, trim_window
 from services.common.settings import Settings
 from services.common.streams import StreamNames, as_text
 
@@ -92,6 +93,14 @@ class Runtime:
         self.startup_hooks: list[BackgroundTask] = []
         self.gauge_hooks: list[BackgroundTask] = []
         self._tasks: list[asyncio.Task[None]] = []
+        #: Record streams this process writes and keeps to a window: (stream, days, max len).
+        self.windows: list[tuple[str, float, int]] = []
+        self.keep_window(
+            self.names.dead_letters,
+            settings.dead_letters_window_days,
+            settings.dead_letters_window_max,
+        )
+        self._windows_trimmed_at = 0.0
         self.dead_letters_total = Counter(
             "topicwatch_dead_letters_total",
             "Stream entries dead-lettered (bad entry, or failed max deliveries), by source stream.",
@@ -102,7 +111,7 @@ class Runtime:
         self.dead_letters = DeadLetters(
             self.redis,
             self.names.dead_letters,
-            on_dead_letter=lambda s: self.dead_letters_total.labels(self.service, s).inc(),
+            on_dead_letter=lambda s: self.dead_letters_total.labels(s).inc(),
         )
         self.stream_length = Gauge(
             "topicwatch_stream_length", "Entries in a stream.", ["stream"], registry=self.registry
@@ -115,7 +124,7 @@ class Runtime:
         )
         self.trimmed_total = Counter(
             "topicwatch_stream_trimmed_total",
-            "Consumed entries removed from a stream by retention.",
+            "Entries removed from a stream by retention (consumed ones) or by its window.",
             ["stream"],
             registry=self.registry,
         )
@@ -159,6 +168,11 @@ class Runtime:
         consumer.register(self.broker)
         self.consumers.append(consumer)
         return consumer
+
+    def keep_window(self, stream: str, days: float, max_len: int) -> None:
+        """Keep the record stream ``stream`` (written here, read by people and tools, not by a
+        consumer group) to ``days`` and about ``max_len`` entries; see ``apply_windows``."""
+        self.windows.append((stream, days, max_len))
 
     def run_in_background(self, name: str, task: BackgroundTask) -> None:
         """A coroutine that runs for the life of the process (feed poller, delivery loop...)."""
@@ -241,6 +255,10 @@ class Runtime:
             if self.settings.stream_retention:
                 with contextlib.suppress(Exception):
                     await self.apply_retention(self.settings.stream_retention)
+            if time.monotonic() - self._windows_trimmed_at >= WINDOW_TRIM_INTERVAL:
+                self._windows_trimmed_at = time.monotonic()
+                with contextlib.suppress(Exception):
+                    await self.apply_windows()
 
     async def apply_retention(self, keep: int) -> None:
         """Trim each consumed stream to ``keep`` entries, never below what a group needs."""
@@ -248,6 +266,20 @@ class Runtime:
             removed = await trim_consumed(self.redis, consumer.stream, keep)
             if removed:
                 self.trimmed_total.labels(consumer.stream).inc(removed)
+
+    async def apply_windows(self, now_ms: int | None = None) -> None:
+        """Trim every record stream this process writes to its time and count window."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        for stream, days, max_len in self.windows:
+            removed = await trim_window(
+                self.redis,
+                stream,
+                max_age_ms=int(days * 86_400_000),
+                max_len=max_len,
+                now_ms=now_ms,
+            )
+            if removed:
+                self.trimmed_total.labels(stream).inc(removed)
 
     async def refresh_stream_gauges(self) -> None:
         """Length, pending and lag of every consumed stream (lag computed on Redis 6.2 too)."""
@@ -265,6 +297,9 @@ class Runtime:
                     lag = await self._count_after(keys=[consumer.stream], args=[f"({last}"])
                 self.stream_lag.labels(consumer.stream, name).set(int(lag))
 
+
+#: Seconds between two window trims of the record streams (cheap, approximate XTRIMs).
+WINDOW_TRIM_INTERVAL = 10.0
 
 #: The lag gauge counts at most this many entries on Redis < 7 (where XINFO has no lag).
 LAG_COUNT_CAP = 100_000

@@ -2,7 +2,19 @@
 
 Read once at process start (``load_settings``) and passed down explicitly: nothing in
 topicwatch reads the environment anywhere else, so a test can build a ``Settings`` by hand
-and get exactly the service it describes.
+and get exactly the service it describes.  (tests/test_architecture.py checks that no other
+module under services/ touches ``os.environ``/``os.getenv``.)
+
+Two settings are needed before a ``Settings`` can exist, so :class:`EarlySettings` holds them
+and reads only them: ``TOPICWATCH_PURE_PYTHON`` decides, when ``services.classify`` is first
+imported, whether the mypyc-compiled modules or their sources are loaded; and
+``TOPICWATCH_REDIS_SERVER`` names the redis-server binary a ``RedisServer`` starts when its
+caller does not say (test fixtures, benchmarks).  ``Settings`` inherits both, so
+``load_settings`` still validates and reports them like every other variable.
+
+Not reading but handing on: ``topicwatch up`` (and the pipeline benchmark) give the service
+processes they start a copy of the environment, with the Redis URL they chose added.
+setup.py reads ``TOPICWATCH_PURE_PYTHON`` at build time too; it is not part of the program.
 """
 
 from __future__ import annotations
@@ -38,7 +50,23 @@ def _split_csv(value: Any) -> Any:
     return value
 
 
-class Settings(BaseSettings):
+class EarlySettings(BaseSettings):
+    """The settings read before a ``Settings`` exists (see the module docstring); reading
+    them does not depend on the other variables being valid."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    pure_python: bool = Field(
+        default=False,
+        description="Load the classifier's hot modules from source, not the compiled build.",
+    )
+    redis_server: str | None = Field(
+        default=None,
+        description="redis-server (or valkey-server) binary; default the bundled one, then PATH.",
+    )
+
+
+class Settings(EarlySettings):
     """Configuration of all three services and the CLI (env prefix ``TOPICWATCH_``)."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
@@ -67,11 +95,44 @@ class Settings(BaseSettings):
     reclaim_idle_ms: int = Field(
         default=30_000, ge=100, description="Pending this long, an entry is claimed again."
     )
-    stream_retention: int | None = Field(
-        default=None,
-        ge=1,
-        description="Keep about this many newest entries of each consumed stream; older ones "
-        "are trimmed only once every consumer group is done with them. Unset: keep all.",
+    stream_retention: int = Field(
+        default=1000,
+        ge=0,
+        description="Keep about this many newest entries of each consumed stream (ingest, "
+        "accepted, classified); older ones are trimmed only once every consumer group is done "
+        "with them. 0 keeps all (unbounded: for debugging only).",
+    )
+    # Windows of the record streams (see docs/promises.md, "Bounds"): time and count, whichever
+    # is reached first. Trimmed approximately (whole macro-nodes) every few seconds.
+    alerts_window_days: float = Field(
+        default=30.0, gt=0, description="Days of the `alerts` stream kept (alert history)."
+    )
+    alerts_window_max: int = Field(
+        default=1_000_000, ge=1000, description="At most about this many `alerts` entries."
+    )
+    dead_letters_window_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="Days kept of `dead-letters`, `alerts:dead` and `articles:rejected`.",
+    )
+    dead_letters_window_max: int = Field(
+        default=100_000,
+        ge=1000,
+        description="At most about this many entries in each of those three streams.",
+    )
+    dedup_window_days: float = Field(
+        default=90.0,
+        gt=0,
+        description="How long ingest remembers an article's URL and content hash: a duplicate "
+        "older than this is accepted again.",
+    )
+    feed_seen_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="A feed item no longer in its feed is forgotten after this many days.",
+    )
+    feed_seen_max: int = Field(
+        default=10_000, ge=100, description="At most this many remembered items per feed."
     )
     max_deliveries: int = Field(
         default=5, ge=1, description="Deliveries of one entry before it is dead-lettered."
@@ -122,6 +183,13 @@ class Settings(BaseSettings):
         default_factory=lambda: list(STANDARD_WEBHOOKS_SCHEDULE)
     )
     webhook_retry_jitter: float = Field(default=0.1, ge=0, le=1)
+    delivery_lease_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A notify process owns a subscription's deliveries this long per claim "
+        "(renewed as it sends); after a crash another process takes over once it expires. "
+        "Keep it above webhook_timeout.",
+    )
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_starttls: bool = True
@@ -130,6 +198,10 @@ class Settings(BaseSettings):
     smtp_from: str = "topicwatch@localhost"
     public_url: str = Field(
         default="", description="Base URL of the notify API, used in alert links."
+    )
+    read_token: SecretStr | None = Field(
+        default=None,
+        description="`topicwatch tail`'s default subscription read token (else an API key).",
     )
 
     log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
@@ -194,7 +266,8 @@ def load_settings(**overrides: Any) -> Settings:
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             value = error.get("input")
-            shown = "<hidden>" if "key" in field or "password" in field else repr(value)
+            secret = any(word in field for word in ("key", "password", "token"))
+            shown = "<hidden>" if secret else repr(value)
             lines.append(f"  {env_name(field)}={shown}: {error['msg']}")
         message = "topicwatch: invalid configuration:\n" + "\n".join(lines)
         print(message, file=sys.stderr)

@@ -11,7 +11,7 @@ from services.common.streams import GROUP_INGEST
 from services.ingest.api import build_feeds_router, build_rejected_router, build_router
 from services.ingest.feed_poller import FeedMetrics, FeedPoller, FeedRegistry
 from services.ingest.handlers import IngestEntries, warm_up
-from services.ingest.pipeline import IngestMetrics, IngestPipeline
+from services.ingest.pipeline import REJECTED_MAXLEN, IngestMetrics, IngestPipeline
 from services.ingest.rejected import RejectedStore
 
 DESCRIPTION = (
@@ -26,6 +26,11 @@ def create_app(settings: Settings) -> FastAPI:
     runtime = Runtime(
         settings, "ingest", description=DESCRIPTION, body_limit=settings.max_request_bytes
     )
+    runtime.keep_window(
+        runtime.names.rejected,
+        settings.dead_letters_window_days,
+        min(settings.dead_letters_window_max, REJECTED_MAXLEN),
+    )
     pipeline = IngestPipeline(
         runtime.redis, runtime.names, settings, IngestMetrics(runtime.registry)
     )
@@ -35,7 +40,12 @@ def create_app(settings: Settings) -> FastAPI:
     runtime.on_startup(warm_up)
     document_streams(runtime)
 
-    feeds = FeedRegistry(runtime.redis, runtime.names)
+    feeds = FeedRegistry(
+        runtime.redis,
+        runtime.names,
+        seen_days=settings.feed_seen_days,
+        seen_max=settings.feed_seen_max,
+    )
     poller = FeedPoller(feeds, pipeline, settings, FeedMetrics(runtime.registry))
     runtime.run_in_background("feeds", poller.run)
 

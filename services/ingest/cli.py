@@ -23,9 +23,8 @@ from rich.table import Table
 from services.common.files import FileItem, read_all
 from services.common.settings import Settings, load_settings
 from services.ingest.api import VIA_HEADER
-from services.ingest.bench import register_bench
 
-__all__ = ["register", "register_bench"]
+__all__ = ["register"]
 
 #: Attempts for a batch the service answered 503 to (Redis briefly away), with backoff.
 PUBLISH_ATTEMPTS = 5

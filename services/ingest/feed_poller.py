@@ -6,6 +6,13 @@ and counters.  Each feed has a set of item keys already ingested; an item is add
 after the pipeline recorded its outcome (accepted, duplicate or rejected), so a Redis failure
 mid-poll means the item is tried again next time rather than lost.
 
+That set is bounded: a sorted set scored by when each item was last *in the feed*. Every poll
+that returns the feed re-scores the items it lists, then drops items not listed for
+``feed_seen_days`` and keeps at most ``feed_seen_max`` newest. It stays exact for every item
+still in the feed (those were just re-scored, so they are the newest); an item forgotten and
+later listed again is submitted again and ingest's de-duplication window (90 days by default)
+answers "duplicate".
+
 Several ingest processes may run; a short per-feed lock keeps them from polling the same feed
 at the same moment (and de-duplication makes a double poll harmless anyway).
 """
@@ -15,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -142,14 +151,42 @@ def validate_feed_url(url: str) -> str:
     return text
 
 
+#: Turn a feed's seen-set written by an older topicwatch (a plain set, unbounded) into the
+#: sorted set used now, scoring every remembered item "seen now" so nothing is re-ingested.
+_SEEN_TO_SORTED = """
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'set' then return 0 end
+local members = redis.call('SMEMBERS', KEYS[1])
+redis.call('DEL', KEYS[1])
+for i = 1, #members, 500 do
+  local args = {}
+  for j = i, math.min(i + 499, #members) do
+    args[#args + 1] = ARGV[1]
+    args[#args + 1] = members[j]
+  end
+  redis.call('ZADD', KEYS[1], unpack(args))
+end
+return #members
+"""
+
+
 class FeedRegistry:
     """The feed list and per-feed state in Redis."""
 
-    def __init__(self, client: aioredis.Redis, names: StreamNames) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        names: StreamNames,
+        *,
+        seen_days: float = 30.0,
+        seen_max: int = 10_000,
+    ) -> None:
         self.client = client
         self.names = names
         self.key = names.key("feeds")
+        self.seen_days = seen_days
+        self.seen_max = seen_max
         self._save = client.register_script(_SAVE_IF_PRESENT)
+        self._seen_to_sorted = client.register_script(_SEEN_TO_SORTED)
 
     def seen_key(self, url: str) -> str:
         return self.names.key("feeds", "seen", hashlib.sha256(url.encode()).hexdigest()[:24])
@@ -186,11 +223,32 @@ class FeedRegistry:
     async def save(self, status: FeedStatus) -> bool:
         return bool(await self._save(keys=[self.key], args=[status.url, status.model_dump_json()]))
 
-    async def is_new(self, url: str, item_key: str) -> bool:
-        return not await self.client.sismember(self.seen_key(url), item_key)
+    async def already_seen(self, url: str, item_keys: Sequence[str], now: float) -> set[str]:
+        """Which of ``item_keys`` (the items the feed lists now) were ingested before; those
+        are re-scored as seen ``now``, so items still listed are never forgotten."""
+        if not item_keys:
+            return set()
+        key = self.seen_key(url)
+        await self._seen_to_sorted(keys=[key], args=[now])
+        scores = await self.client.zmscore(key, [*item_keys])
+        seen: set[str] = {
+            item for item, score in zip(item_keys, scores, strict=True) if score is not None
+        }
+        if seen:
+            await self.client.zadd(key, dict.fromkeys(seen, now), xx=True)
+        return seen
 
-    async def mark_seen(self, url: str, item_key: str) -> None:
-        await self.client.sadd(self.seen_key(url), item_key)
+    async def mark_seen(self, url: str, item_key: str, now: float) -> None:
+        await self.client.zadd(self.seen_key(url), {item_key: now})
+
+    async def forget_old(self, url: str, now: float) -> int:
+        """Drop items not listed for ``seen_days``, then all but the ``seen_max`` newest."""
+        key = self.seen_key(url)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(key, "-inf", f"({now - self.seen_days * 86_400}")
+            pipe.zremrangebyrank(key, 0, -(self.seen_max + 1))
+            old, extra = await pipe.execute()
+        return int(old) + int(extra)
 
 
 class FeedPoller:
@@ -243,13 +301,19 @@ class FeedPoller:
             )
             new_items = 0
             if fetch.feed is not None:
+                now = time.time()
+                seen = await self.registry.already_seen(
+                    url, [item.key for item in fetch.feed.items], now
+                )
                 for item in reversed(fetch.feed.items):  # oldest first
-                    if not await self.registry.is_new(url, item.key):
+                    if item.key in seen:
                         continue
                     payload = item_to_submission(item, feed_url=url, feed_title=fetch.feed.title)
                     await self.pipeline.submit(payload, "feed", raw=dump_payload(payload))
-                    await self.registry.mark_seen(url, item.key)
+                    await self.registry.mark_seen(url, item.key, now)
+                    seen.add(item.key)
                     new_items += 1
+                await self.registry.forget_old(url, now)
             self.metrics.polls_total.labels(fetch.outcome).inc()
             # Re-read: the counters must add to what is stored, not to a stale copy.
             latest = await self.registry.get(url) or status

@@ -8,14 +8,17 @@ all three hand what they receive to the same :class:`~services.ingest.pipeline.I
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
+from datetime import UTC
 
 from redis.exceptions import RedisError
 
 from services.common.consumer import Entry
 from services.common.models import ArticleSubmission
+from services.ingest.dates import DateParseError, parse_published_at
 from services.ingest.normalize import normalize_submission
 from services.ingest.pipeline import IngestPipeline, Outcome, rejected
 
@@ -56,8 +59,15 @@ async def warm_up() -> None:
         title="Warm-up",
         body="MOSCOW (Agency) - A sentence in English, published 16:02 27.11.2019.",
         published_at="16:02 27.11.2019",
+        # A page too (its title and metadata are read even beside a body), so that the HTML
+        # extractor is loaded here rather than by the first page a producer sends.
+        html="<html><head><title>Warm-up</title></head><body><p>A sentence.</p></body></html>",
     )
     await asyncio.to_thread(normalize_submission, sample, received_via="api")
+    # A date no parser reads makes dateparser try every language it has, loading them all
+    # (0.8 s the first time); the first odd date a producer sends should not pay for that.
+    with contextlib.suppress(DateParseError):
+        await asyncio.to_thread(parse_published_at, "0", default_tz=UTC)
 
 
 async def submit_entry(pipeline: IngestPipeline, entry: Entry) -> Outcome:

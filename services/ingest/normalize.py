@@ -22,6 +22,7 @@ from services.common.models import (
     content_hash_for,
     utcnow,
 )
+from services.common.submission import NO_PAGE_TITLE, TEXT_REQUIRED, TITLE_REQUIRED
 from services.common.urls import InvalidURL, canonical_url_or_none
 from services.ingest.chrome import StrippedBody, strip_chrome
 from services.ingest.dates import DateParseError, parse_published_at, zone_for_place
@@ -92,6 +93,29 @@ def _publication_time(
     return None
 
 
+def _title(
+    submission: ArticleSubmission, page: HtmlArticle | None, errors: list[FieldError]
+) -> str:
+    """The producer's title; else the page's own (og:title, <title>, first <h1>); else an error."""
+    title = clean_line(submission.title or "")
+    if title:
+        return title
+    if page is not None and page.title:
+        title = clean_line(page.title)
+        if title:
+            return title
+    if page is not None:
+        message = NO_PAGE_TITLE
+    elif submission.html and submission.html.strip():
+        message = "not given, and the html could not be read for one: send a title"
+    elif submission.title is not None:
+        message = "is empty after whitespace normalisation"
+    else:
+        message = TITLE_REQUIRED
+    errors.insert(0, FieldError(field="title", message=message))  # first, as in the article
+    return ""
+
+
 def normalize_submission(
     submission: ArticleSubmission,
     *,
@@ -100,7 +124,8 @@ def normalize_submission(
 ) -> Article:
     """Clean, de-chrome and identify one submission; raises ``NormalizationError``.
 
-    - title/source/author: Unicode- and whitespace-normalised single lines;
+    - title/source/author: Unicode- and whitespace-normalised single lines; without a title,
+      an HTML page's own (og:title, <title>, the first <h1>) is used;
     - body: ``body`` if given, else the main text extracted from ``html``; normalised, with
       page chrome cut (kept in ``removed``) and the dateline read (``dateline``);
     - ``source``/``author``/``published_at`` fall back to what the page itself shows (site
@@ -110,10 +135,6 @@ def normalize_submission(
     - ``canonical_url``, ``content_hash`` and the deterministic ``id``.
     """
     errors: list[FieldError] = []
-
-    title = clean_line(submission.title)
-    if not title:
-        errors.append(FieldError(field="title", message="is empty after whitespace normalisation"))
 
     canonical: str | None = None
     try:
@@ -131,13 +152,15 @@ def normalize_submission(
         except NoArticleText as exc:
             errors.append(FieldError(field="html", message=str(exc)))
     elif raw_body is None:
-        errors.append(FieldError(field="body", message="either body or html is required"))
+        errors.append(FieldError(field="body", message=TEXT_REQUIRED))
     elif submission.html and submission.html.strip():
         # Both given: the producer's text is the body; the page still lends its metadata.
         try:
             page = extract_article(submission.html, url=submission.url)
         except NoArticleText:
             page = None
+
+    title = _title(submission, page, errors)
 
     stripped = StrippedBody(text="")
     if raw_body is not None:

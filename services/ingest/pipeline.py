@@ -20,9 +20,15 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
 
-from services.common.models import ArticleSubmission, FieldError, Rejection, field_errors
+from services.common.models import ArticleSubmission, FieldError, Rejection
 from services.common.settings import Settings
 from services.common.streams import StreamNames, encode
+from services.common.submission import (
+    SubmissionError,
+    merge_errors,
+    validate_submission,
+    without_bad_fields,
+)
 from services.ingest.dedup import AcceptOnce
 from services.ingest.normalize import NormalizationError, normalize_submission
 
@@ -127,7 +133,9 @@ class IngestPipeline:
         self.names = names
         self.settings = settings
         self.metrics = metrics
-        self.accept_once = AcceptOnce(client, names)
+        self.accept_once = AcceptOnce(
+            client, names, ttl_seconds=int(settings.dedup_window_days * 86_400)
+        )
 
     def validate(self, payload: Any) -> ArticleSubmission | Outcome:
         """Parse one decoded JSON value; a rejection Outcome names the bad fields."""
@@ -138,12 +146,9 @@ class IngestPipeline:
                 "expected a JSON object",
             )
         try:
-            return ArticleSubmission.model_validate(scrub(payload))
-        except ValidationError as exc:
-            errors = field_errors(exc)
-            return Outcome(
-                status="rejected", reason="invalid article: " + _summary(errors), errors=errors
-            )
+            return validate_submission(scrub(payload))
+        except SubmissionError as exc:
+            return _invalid(exc.errors)
         except RecursionError:
             return rejected("invalid article: nested too deeply", "(body)", "nested too deeply")
 
@@ -164,9 +169,33 @@ class IngestPipeline:
         """Validate, normalise and publish one decoded input (see the module docstring)."""
         checked = self.validate(payload)
         if isinstance(checked, Outcome):
+            checked = await self._every_problem(payload, checked)
             dumped = raw if raw is not None else dump_payload(payload)
             return await self.reject(checked, dumped, via, entry_id)
         return await self.submit_valid(checked, via, raw=raw, entry_id=entry_id)
+
+    async def _every_problem(self, payload: Any, outcome: Outcome) -> Outcome:
+        """``outcome`` plus what normalising the rest of the article finds wrong with it.
+
+        A producer should be able to fix everything in one round trip: a bad ``title`` must
+        not hide an unreadable ``published_at``.  So the fields that failed validation are
+        left out and the rest is normalised (as it would be if accepted) for its problems.
+        """
+        if not isinstance(payload, dict) or not outcome.errors:
+            return outcome
+        try:
+            rest = without_bad_fields(scrub(payload), outcome.errors)
+            if rest.html:
+                await asyncio.to_thread(normalize_submission, rest)
+            else:
+                normalize_submission(rest)
+        except NormalizationError as exc:
+            return _invalid(merge_errors(outcome.errors, exc.errors))
+        except (ValidationError, RecursionError):
+            return outcome
+        except Exception:  # a bug here must not lose the rejection it was adding to
+            log.exception("checking a rejected article further failed")
+        return outcome
 
     async def submit_valid(
         self,
@@ -222,6 +251,10 @@ class IngestPipeline:
         )
         self.metrics.articles_total.labels(via, "rejected").inc()
         return outcome
+
+
+def _invalid(errors: list[FieldError]) -> Outcome:
+    return Outcome(status="rejected", reason="invalid article: " + _summary(errors), errors=errors)
 
 
 def _submission_json(submission: ArticleSubmission) -> str:

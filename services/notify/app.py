@@ -48,6 +48,14 @@ def create_app(
     """The notify app. ``clock`` and ``channels`` are for tests (a manual clock, a TLS
     context for a test SMTP server); the defaults are what production runs."""
     runtime = Runtime(settings, "notify", description=DESCRIPTION)
+    runtime.keep_window(
+        runtime.names.alerts, settings.alerts_window_days, settings.alerts_window_max
+    )
+    runtime.keep_window(
+        runtime.names.alerts_dead,
+        settings.dead_letters_window_days,
+        settings.dead_letters_window_max,
+    )
     store = SubscriptionStore(runtime.redis, runtime.names)
     index = SubscriptionIndex(store, Percolator(runtime.registry))
     writer = AlertWriter(runtime.redis, runtime.names)
@@ -67,6 +75,7 @@ def create_app(
         RetryPolicy.from_settings(settings),
         DeliveryMetrics(runtime.registry),
         clock=clock,
+        lease_seconds=settings.delivery_lease_seconds,
     )
     handle_entries = NotifyEntries(
         redis=runtime.redis,

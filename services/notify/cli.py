@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from typing import Any
@@ -157,7 +156,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
     """
     settings = load_settings()
     base = _base_url(settings, args.url)
-    token = args.token or os.environ.get("TOPICWATCH_READ_TOKEN")
+    read_token = settings.read_token.get_secret_value() if settings.read_token else None
+    token = args.token or read_token
     headers = {"Authorization": f"Bearer {token}"} if token else settings.api_headers()
     console = Console()
     last_id = ""
@@ -294,9 +294,3 @@ def cmd_dead_replay(args: argparse.Namespace) -> int:
         return 0 if args.all or len(queued) == len(set(args.alert_ids)) else 1
 
     return asyncio.run(run())
-
-
-def register_bench(bench_subparsers: Any) -> None:
-    from services.notify.delivery_bench import register_bench as register_delivery
-
-    register_delivery(bench_subparsers)

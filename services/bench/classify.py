@@ -11,14 +11,20 @@ automaton.
 
 from __future__ import annotations
 
+import argparse
+import json
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from services.classify import compiled
 from services.classify.classifier import Classifier
+from services.classify.cli import DEFAULT_SAMPLES, PACKAGED_EXAMPLES
 from services.classify.loader import DATA_DIR, DEFAULT_TAXONOMY, load_taxonomy
 from services.classify.spec import SourceFile
 from services.classify.taxonomy import compile_taxonomy
@@ -190,3 +196,78 @@ def run(
             if label not in results or r.rate > results[label].rate:
                 results[label] = r
     return results["default"], results[f"{n_topics} topics"]
+
+
+# --- the command -------------------------------------------------------------------------
+
+
+def register_bench(bench_subparsers: Any) -> None:
+    bench = bench_subparsers.add_parser(
+        "classify",
+        help="articles/s for the default taxonomy and a generated 1,000-topic taxonomy",
+    )
+    bench.add_argument(
+        "--articles",
+        type=Path,
+        help="articles to classify (default: ../shared/samples/dev_articles.jsonl if present, "
+        "else the packaged examples)",
+    )
+    bench.add_argument("--topics", type=int, default=1000, help="size of the generated taxonomy")
+    bench.add_argument("--seconds", type=float, default=3.0, help="timed seconds per taxonomy")
+    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    path: Path | None = args.articles
+    if path is None:
+        path = next((p for p in DEFAULT_SAMPLES if p.is_file()), PACKAGED_EXAMPLES)
+    if not path.is_file():
+        print(f"topicwatch: no such file: {path}", file=sys.stderr)
+        return 2
+    articles = load_articles(path)
+    if not articles:
+        print(f"topicwatch: no articles in {path}", file=sys.stderr)
+        return 2
+    mode = (
+        "compiled with mypyc"
+        if compiled()
+        else "pure Python (not compiled, sources changed since the build, or "
+        "TOPICWATCH_PURE_PYTHON=1; `pip install -e .` compiles)"
+    )
+    print(
+        f"classifying {len(articles)} articles from {path} "
+        f"(about {args.seconds:.0f} s per taxonomy, one core); classifier: {mode}...",
+        file=sys.stderr,
+        flush=True,
+    )
+    default, big = run(articles, n_topics=args.topics, seconds=args.seconds)
+    ratio = default.rate / big.rate if big.rate else float("inf")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "articles_file": str(path),
+                    "default": {
+                        "topics": default.topics,
+                        "automaton_keys": default.automaton_keys,
+                        "articles_per_second": round(default.rate, 1),
+                    },
+                    "generated": {
+                        "topics": big.topics,
+                        "automaton_keys": big.automaton_keys,
+                        "articles_per_second": round(big.rate, 1),
+                    },
+                    "slowdown": round(ratio, 2),
+                    "compiled": compiled(),
+                }
+            )
+        )
+    else:
+        for r in (default, big):
+            print(
+                f"{r.label:<12} {r.topics:>5} topics {r.automaton_keys:>6} patterns "
+                f"{r.rate:>9,.0f} articles/s"
+            )
+        print(f"slowdown with {big.topics} topics: {ratio:.2f}x")
+    return 0

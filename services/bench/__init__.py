@@ -1,0 +1,25 @@
+"""The benchmark harness: ``topicwatch bench <name>``, whole-pipe and per-service, in one place.
+
+Benchmarks print figures (tests never time anything); ``make bench`` runs the per-service ones.
+
+* ``pipeline``  the three services as processes: publish -> signed webhook latency, burst rate
+* ``ingest``    normalisation throughput (no Redis)
+* ``classify``  articles/s for the default taxonomy and a generated 1,000-topic one
+* ``percolate`` articles/s matched against 1,000 / 10,000 / 100,000 stored queries
+* ``delivery``  notify alone: classified article -> signed webhook, latency and throughput
+
+It is on the CLI side (beside ``services/cli.py``): it may import every service, and no service
+imports it (import-linter enforces that, see pyproject.toml).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.bench import classify, delivery, ingest, percolate, pipeline
+
+
+def register_bench(bench_subparsers: Any) -> None:
+    """Add every benchmark under ``topicwatch bench``."""
+    for module in (classify, percolate, delivery, ingest, pipeline):
+        module.register_bench(bench_subparsers)

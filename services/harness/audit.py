@@ -1,0 +1,404 @@
+"""What the harnesses compare: the offline expectation, the audit readers, the key families.
+
+* :func:`expect` runs the very code the services run — ingest's validation, normalisation and
+  de-duplication rules, the classifier with the packaged taxonomy, the percolator with the
+  same subscriptions — over the generated inputs, in this process, without Redis: the alerts
+  the pipe must deliver.
+* :class:`Auditor` reads the pipe's streams while it runs, with consumer groups of its own
+  (``harness-audit``). Retention trims only what *every* group is done with, so these groups
+  also prove that guarantee: an entry retention removed before the auditor read it would show
+  up as missing.
+* :data:`FAMILIES` lists every key family topicwatch writes, with its bound; the soak fails on
+  a key that belongs to none of them (a new, unaudited key family).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from prometheus_client import CollectorRegistry
+
+from services.classify.classifier import load_classifier
+from services.common.models import ClassifiedArticle, alert_id_for
+from services.common.settings import Settings
+from services.common.streams import DATA_FIELD, StreamNames
+from services.harness.articles import Item
+from services.ingest.normalize import NormalizationError, normalize_submission
+from services.ingest.pipeline import IngestMetrics, IngestPipeline, Outcome
+from services.notify.percolator import Percolator
+from services.notify.subscriptions import Subscription
+
+AUDIT_GROUP = "harness-audit"
+
+
+@dataclass
+class Expected:
+    """Per input index: "accepted", "duplicate" or "rejected"; and the alerts due."""
+
+    outcome: dict[int, str] = field(default_factory=dict)
+    article_of: dict[int, str] = field(default_factory=dict)
+    accepted: set[str] = field(default_factory=set)
+    alerts: set[str] = field(default_factory=set)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for value in self.outcome.values() if value == outcome)
+
+
+def expect(items: Sequence[Item], subscriptions: Sequence[Subscription]) -> Expected:
+    """Classify the inputs offline against the subscriptions, as the pipe will."""
+    import redis.asyncio as aioredis
+
+    unused = "redis://127.0.0.1:1/0"
+    settings = Settings(redis_url=unused)
+    # The pipeline object is used for its validation only; its client never connects.
+    pipeline = IngestPipeline(
+        aioredis.Redis.from_url(unused),
+        StreamNames(),
+        settings,
+        IngestMetrics(CollectorRegistry()),
+    )
+    classifier = load_classifier(settings.taxonomy_path)
+    percolator = Percolator()
+    percolator.rebuild(subscriptions)
+    expected = Expected()
+    seen: set[str] = set()
+    for item in items:
+        checked = pipeline.validate(json.loads(json.dumps(item.payload)))
+        if isinstance(checked, Outcome):
+            expected.outcome[item.n] = "rejected"
+            continue
+        try:
+            article = normalize_submission(checked, received_via="stream")
+        except NormalizationError:
+            expected.outcome[item.n] = "rejected"
+            continue
+        keys = {f"hash:{article.content_hash}"}
+        if article.canonical_url:
+            keys.add(f"url:{article.canonical_url}")
+        expected.article_of[item.n] = article.id
+        if keys & seen:
+            expected.outcome[item.n] = "duplicate"
+            continue
+        seen |= keys
+        expected.outcome[item.n] = "accepted"
+        expected.accepted.add(article.id)
+        result = classifier.classify(article.title, article.body)
+        classified = ClassifiedArticle(
+            article=article,
+            topics=result.topics,
+            entities=result.entities,
+            taxonomy_version=result.taxonomy_version,
+        )
+        for subscription in percolator.match(classified):
+            expected.alerts.add(alert_id_for(subscription.id, article.id))
+    return expected
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class Auditor:
+    """Reads ingest, accepted and classified (own group) and alerts (plain XREAD) while the
+    pipe runs, surviving Redis restarts; counts what it saw by input, article and alert id."""
+
+    def __init__(self, url: str, names: StreamNames) -> None:
+        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self.names = names
+        self.inputs: Counter[int] = Counter()  # ingest entries per input index ("n" field)
+        self.accepted: Counter[str] = Counter()  # accepted entries per article id
+        self.classified: Counter[str] = Counter()
+        self.alerts: Counter[str] = Counter()  # alerts stream entries per alert id
+        self._alerts_from = "0-0"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="auditor")
+        self.errors = 0
+
+    def create_groups(self) -> None:
+        for stream in (self.names.ingest, self.names.accepted, self.names.classified):
+            try:
+                self.client.xgroup_create(stream, AUDIT_GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def start(self) -> Auditor:
+        self.create_groups()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.client.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if not self.step():
+                    time.sleep(0.1)
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                self.errors += 1
+                time.sleep(0.5)
+            except redis.ResponseError as exc:  # NOGROUP after a restart without data
+                self.errors += 1
+                if "NOGROUP" in str(exc):
+                    self.create_groups()
+                time.sleep(0.5)
+
+    def step(self) -> int:
+        """One read of every stream; returns the entries seen."""
+        seen = 0
+        streams: Any = {
+            self.names.ingest: ">",
+            self.names.accepted: ">",
+            self.names.classified: ">",
+        }
+        reply: Any = self.client.xreadgroup(AUDIT_GROUP, "auditor", streams, count=1000)
+        for stream, entries in reply or []:
+            name = _text(stream)
+            ids = []
+            for entry_id, fields in entries:
+                ids.append(entry_id)
+                self._count(name, fields)
+            if ids:
+                self.client.xack(name, AUDIT_GROUP, *ids)
+                seen += len(ids)
+        alerts: Any = self.client.xread({self.names.alerts: self._alerts_from}, count=1000)
+        for _stream, entries in alerts or []:
+            for entry_id, fields in entries:
+                self._alerts_from = _text(entry_id)
+                data = json.loads(fields[DATA_FIELD.encode()])
+                self.alerts[str(data["id"])] += 1
+                seen += 1
+        return seen
+
+    def _count(self, stream: str, fields: dict[bytes, bytes]) -> None:
+        if stream == self.names.ingest:
+            self.inputs[int(fields.get(b"n", b"-1"))] += 1
+            return
+        data = json.loads(fields[DATA_FIELD.encode()])
+        if stream == self.names.accepted:
+            self.accepted[str(data["id"])] += 1
+        else:
+            self.classified[str(data["article"]["id"])] += 1
+
+
+def group_done(client: redis.Redis, stream: str, group: str) -> bool:
+    """The group has read every entry of ``stream`` and acknowledged all it read."""
+    try:
+        info: Any = client.xinfo_stream(stream)
+        groups: Any = client.xinfo_groups(stream)
+    except redis.ResponseError:
+        return True  # no such stream: nothing to do
+    last = _text(info["last-generated-id"])
+    for entry in groups:
+        if _text(entry["name"]) == group:
+            return int(entry["pending"]) == 0 and _id(entry["last-delivered-id"]) >= _id(last)
+    return False
+
+
+def _id(value: Any) -> tuple[int, int]:
+    ms, _, seq = _text(value).partition("-")
+    return int(ms or 0), int(seq or 0)
+
+
+# --- key families ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One kind of key topicwatch writes and what keeps it bounded."""
+
+    name: str
+    pattern: str
+    kind: str
+    """"retention", "window", "ttl", "capped" (bounded by count), "per-subscription",
+    "per-feed" or "one"."""
+    bound: str
+
+
+def families(names: StreamNames) -> list[Family]:
+    """Every key family, most specific pattern first (``{p}`` is the stream prefix)."""
+    p = re.escape(names.prefix)
+    any_ = r"[^:]+"
+    return [
+        Family(
+            "articles:ingest",
+            f"{p}:articles:ingest",
+            "retention",
+            "stream_retention newest consumed entries (default 1,000) + unconsumed",
+        ),
+        Family("articles:accepted", f"{p}:articles:accepted", "retention", "as ingest"),
+        Family("articles:classified", f"{p}:articles:classified", "retention", "as ingest"),
+        Family(
+            "articles:rejected",
+            f"{p}:articles:rejected",
+            "window",
+            "dead_letters_window_days (30 d) / _max (100,000)",
+        ),
+        Family(
+            "alerts",
+            f"{p}:alerts",
+            "window",
+            "alerts_window_days (30 d) / alerts_window_max (1,000,000)",
+        ),
+        Family(
+            "alerts:dead",
+            f"{p}:alerts:dead",
+            "window",
+            "dead_letters_window_days (30 d) / _max (100,000)",
+        ),
+        Family(
+            "dead-letters",
+            f"{p}:dead-letters",
+            "window",
+            "dead_letters_window_days (30 d) / _max (100,000)",
+        ),
+        Family(
+            "seen:hash|url:*", f"{p}:seen:(hash|url):{any_}", "ttl", "TTL dedup_window_days (90 d)"
+        ),
+        Family("alert:*:pos", f"{p}:alert:{any_}:pos", "ttl", "TTL 90 d"),
+        Family("alert:*:attempts", f"{p}:alert:{any_}:attempts", "ttl", "TTL 90 d"),
+        Family("alert:*:dead", f"{p}:alert:{any_}:dead", "ttl", "TTL 90 d"),
+        Family("alert:*", f"{p}:alert:{any_}", "ttl", "TTL 90 d (alert-once)"),
+        Family("story:*:*", f"{p}:story:{any_}:{any_}", "ttl", "TTL 90 d"),
+        Family(
+            "neardup:*",
+            f"{p}:neardup:(of|sig|band:[0-9]+):{any_}",
+            "ttl",
+            "TTL 3 d (band lists also capped at 16 ids)",
+        ),
+        Family("ratelimit:*:*", f"{p}:ratelimit:{any_}:{any_}", "ttl", "TTL 2x the window"),
+        Family("feeds:lock:*", f"{p}:feeds:lock:{any_}", "ttl", "TTL one poll interval"),
+        Family(
+            "feeds:seen:*",
+            f"{p}:feeds:seen:{any_}",
+            "per-feed",
+            "feed_seen_days (30 d) since last listed / feed_seen_max (10,000) per feed",
+        ),
+        Family("feeds", f"{p}:feeds", "one", "one field per registered feed"),
+        Family(
+            "subscription:*:alerts",
+            f"{p}:subscription:{any_}:alerts",
+            "per-subscription",
+            "stream, MAXLEN ~10,000 per subscription",
+        ),
+        Family(
+            "subscription:*", f"{p}:subscription:{any_}", "per-subscription", "one per subscription"
+        ),
+        Family(
+            "queue:*",
+            f"{p}:queue:{any_}",
+            "per-subscription",
+            "undelivered alerts only (drained by delivery; dead-lettered after the retry "
+            "schedule, about 3 days)",
+        ),
+        Family(
+            "inflight:*",
+            f"{p}:inflight:{any_}",
+            "per-subscription",
+            "one notification per subscription",
+        ),
+        Family(
+            "subscriptions:changes",
+            f"{p}:subscriptions:changes",
+            "capped",
+            "stream, MAXLEN 10,000 (exact)",
+        ),
+        Family("subscriptions:version", f"{p}:subscriptions:version", "one", "a counter"),
+        Family(
+            "subscriptions",
+            f"{p}:subscriptions",
+            "per-subscription",
+            "sorted set, one member per subscription",
+        ),
+        Family(
+            "delivery:due",
+            f"{p}:delivery:due",
+            "per-subscription",
+            "sorted set, one member per subscription with work",
+        ),
+        Family("taxonomy", f"{p}:taxonomy", "one", "one key"),
+    ]
+
+
+def family_of(key: str, table: Sequence[Family]) -> Family | None:
+    for family in table:
+        if re.fullmatch(family.pattern, key):
+            return family
+    return None
+
+
+@dataclass
+class FamilyStats:
+    keys: int = 0
+    entries: int = 0
+    """Stream entries, list/set/zset members, hash fields (0 for strings)."""
+    bytes: int = 0
+    without_ttl: int = 0
+    max_ttl: int = 0
+
+
+def keyspace(client: redis.Redis, names: StreamNames) -> tuple[dict[str, FamilyStats], list[str]]:
+    """Every key under the prefix, by family: count, members, bytes (MEMORY USAGE), TTLs.
+    Returns the stats and the keys that belong to no known family."""
+    table = families(names)
+    stats: dict[str, FamilyStats] = {f.name: FamilyStats() for f in table}
+    unknown: list[str] = []
+    batch: list[str] = []
+
+    def flush() -> None:
+        pipe = client.pipeline(transaction=False)
+        for key in batch:
+            pipe.type(key)
+            pipe.ttl(key)
+            pipe.memory_usage(key, samples=0)
+        replies = pipe.execute()
+        sizes = client.pipeline(transaction=False)
+        kinds = []
+        for i, key in enumerate(batch):
+            kind = _text(replies[3 * i])
+            kinds.append(kind)
+            size_of = {
+                "stream": sizes.xlen,
+                "list": sizes.llen,
+                "set": sizes.scard,
+                "zset": sizes.zcard,
+                "hash": sizes.hlen,
+            }.get(kind)
+            if size_of is not None:
+                size_of(key)
+            else:
+                sizes.exists(key)
+        counts = sizes.execute()
+        for i, key in enumerate(batch):
+            family = family_of(key, table)
+            if family is None:
+                unknown.append(key)
+                continue
+            s = stats[family.name]
+            s.keys += 1
+            s.entries += int(counts[i]) if kinds[i] != "string" else 0
+            ttl = int(replies[3 * i + 1])
+            if ttl < 0:
+                s.without_ttl += 1
+            s.max_ttl = max(s.max_ttl, ttl)
+            s.bytes += int(replies[3 * i + 2] or 0)
+        batch.clear()
+
+    for raw in client.scan_iter(match=f"{names.prefix}:*", count=1000):
+        batch.append(_text(raw))
+        if len(batch) >= 1000:
+            flush()
+    if batch:
+        flush()
+    return stats, unknown

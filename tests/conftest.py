@@ -14,8 +14,14 @@ from services.common.redis_server import RedisServer
 from services.common.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-SAMPLES = SHARED / "samples"
+#: The repository's own example articles (written for it): what every test relies on.
+EXAMPLES = ROOT / "examples" / "articles"
+SEED_JSON = EXAMPLES / "s400-delivery.json"  # an S-400 delivery story, labelled
+SEED_TEXT = (EXAMPLES / "s400-delivery.txt").read_text(encoding="utf-8")  # its raw page text
+#: Labelled articles of our own, shipped with the classifier.
+PACKAGED_EXAMPLES = ROOT / "services" / "classify" / "data" / "examples.jsonl"
+#: Extra data for developers, beside the repository when present; never required.
+SHARED_SAMPLES = ROOT.parent / "shared" / "samples"
 
 
 @pytest.fixture(scope="session")
@@ -63,10 +69,19 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def seed_article() -> dict:
-    return json.loads((SAMPLES / "seed_article.json").read_text())
+    """The repository's S-400 delivery story (examples/articles/s400-delivery.json)."""
+    return json.loads(SEED_JSON.read_text(encoding="utf-8"))
+
+
+def labelled_articles() -> list[dict]:
+    """Labelled articles: ../shared/samples/dev_articles.jsonl when it is there, else the
+    classifier's own examples (so a clone on its own runs the same tests)."""
+    shared = SHARED_SAMPLES / "dev_articles.jsonl"
+    path = shared if shared.is_file() else PACKAGED_EXAMPLES
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 @pytest.fixture(scope="session")
 def dev_articles() -> list[dict]:
-    lines = (SAMPLES / "dev_articles.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    return labelled_articles()

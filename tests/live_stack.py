@@ -30,7 +30,7 @@ from services.common.redis_server import free_port
 from services.common.streams import DATA_FIELD, StreamNames
 from tests.feed_server import RSS, FeedServer, running_feed_server
 from tests.notify_receiver import Receiver
-from tests.procs import ROOT, ServiceProcess, start_stack
+from tests.procs import ROOT, ServiceProcess
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -168,9 +168,14 @@ class LiveStack:
             "TOPICWATCH_WEBHOOK_RETRY_SCHEDULE": "0.2,0.2",
             "TOPICWATCH_WEBHOOK_TIMEOUT": "2",
         }
-        self.services = start_stack(env, work)
-        for proc in self.services.values():
+        # As start_stack, with more patience: on a loaded machine three cold starts at once
+        # can take longer than its 30 s.
+        for name in ("ingest", "classify", "notify"):
+            proc = ServiceProcess(name, env, work / f"{name}.log").start()
+            self.services[name] = proc
             stack.callback(proc.stop)
+        for proc in self.services.values():
+            proc.wait_healthy(timeout=90)
 
         am_port = free_port()
         am_config = work / "alertmanager.yml"

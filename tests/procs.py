@@ -38,7 +38,9 @@ class ServiceProcess:
         )
         return self
 
-    def wait_healthy(self, timeout: float = 30.0) -> None:
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        # Generous: ingest warms up its language model, date parsers (all languages) and HTML
+        # extractor before it is healthy, and three services start at once on a busy machine.
         try:
             wait_healthy(self.url, timeout, alive=lambda: self.process.poll() is None)
         except (RuntimeError, TimeoutError) as exc:

@@ -185,3 +185,52 @@ def test_the_environment_check_sees_a_read(tmp_path: Path) -> None:
     )
     found = [read.rsplit(":", 1)[-1] for read in _environment_reads_at(module, tmp_path)]
     assert sorted(found) == ["5 os.environ", "6 os.getenv"]
+
+
+def _decoders_and_clocks(path: Path, root: Path = ROOT) -> list[str]:
+    """``x.decode(...) if isinstance(x, bytes) else ...`` expressions and ``utcnow``
+    definitions in a module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.IfExp)
+            and isinstance(node.test, ast.Call)
+            and isinstance(node.test.func, ast.Name)
+            and node.test.func.id == "isinstance"
+            and len(node.test.args) == 2
+            and isinstance(node.test.args[1], ast.Name)
+            and node.test.args[1].id == "bytes"
+            and isinstance(node.body, ast.Call)
+            and isinstance(node.body.func, ast.Attribute)
+            and node.body.func.attr == "decode"
+        ):
+            found.append(f"{path.relative_to(root)}:{node.lineno} bytes->str")
+        if isinstance(node, ast.FunctionDef) and node.name == "utcnow":
+            found.append(f"{path.relative_to(root)}:{node.lineno} utcnow")
+    return found
+
+
+def test_one_bytes_to_str_helper_and_one_utcnow() -> None:
+    """Redis replies are decoded by ``streams.as_text`` and the time is ``models.utcnow``:
+    copies had begun to differ (strict or lenient on bad UTF-8)."""
+    found = [
+        item
+        for path in sorted((ROOT / "services").rglob("*.py"))
+        for item in _decoders_and_clocks(path)
+    ]
+    utcnows = [f.split(":")[0] for f in found if f.endswith(" utcnow")]
+    decoders = [f for f in found if f.endswith(" bytes->str")]
+    assert utcnows == ["services/common/models.py"], found
+    assert decoders == [], f"use services.common.streams.as_text: {decoders}"
+
+
+def test_the_copy_finder_finds_copies(tmp_path: Path) -> None:
+    module = tmp_path / "services" / "m.py"
+    module.parent.mkdir()
+    module.write_text(
+        "def utcnow():\n    return 0\n\n"
+        "def text(v):\n    return v.decode() if isinstance(v, bytes) else str(v)\n"
+    )
+    found = [f.split(" ", 1)[1] for f in _decoders_and_clocks(module, tmp_path)]
+    assert sorted(found) == ["bytes->str", "utcnow"]

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from services.classify.classifier import Classifier, load_classifier
 from services.classify.evaluate import evaluate, labelled_from_dict
 from services.classify.segment import is_prose_line
+from tests.conftest import SEED_TEXT
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "services/classify/data/examples.jsonl"
-HARD_NEGATIVES = {f"d{n:03d}" for n in range(25, 37)}
 _DEFAULT = load_classifier()
 
 
@@ -39,13 +39,13 @@ def test_seed_entities(clf: Classifier, seed_article: dict) -> None:
     ids = {e.id: e for e in result.entities}
     assert {"country:TR", "country:RU", "country:US", "system:s-400"} <= ids.keys()
     assert {"organisation:nato", "organisation:rosoboronexport"} <= ids.keys()
-    assert ids["system:s-400"].kind == "system" and ids["system:s-400"].mentions >= 8
+    assert ids["system:s-400"].kind == "system" and ids["system:s-400"].mentions >= 7
     assert ids["country:TR"].name == "Turkey"  # "Turkish" is Turkey
     assert result.taxonomy_version == clf.version
     people = {e.id: e for e in result.entities if e.kind == "person"}
     assert people.keys() == {
-        "person:mevlut-cavusoglu",
-        "person:mike-pompeo",
+        "person:hulusi-akar",
+        "person:antony-blinken",
         "person:alexander-mikheev",
         "person:recep-tayyip-erdogan",
     }
@@ -92,9 +92,9 @@ def test_nested_names_of_different_kinds_both_count(clf: Classifier) -> None:
 def test_page_chrome_does_not_change_tags(clf: Classifier, seed_article: dict) -> None:
     raw = seed_article["body"]
     clean = "\n\n".join(line for line in raw.split("\n") if line.strip() and is_prose_line(line))
-    assert "JOIN NOW" not in clean and "mailing list" not in clean
+    assert "APPLY TODAY" not in clean and "morning briefing" not in clean
     assert tags(clf, seed_article["title"], raw) == tags(clf, seed_article["title"], clean)
-    raw_txt = (Path(__file__).resolve().parents[2] / "shared/samples/seed_article.txt").read_text()
+    raw_txt = SEED_TEXT
     assert tags(clf, seed_article["title"], raw_txt) == tags(clf, seed_article["title"], clean)
 
 
@@ -121,12 +121,20 @@ def _labelled(rows: list[dict]) -> list:
     return [labelled_from_dict(r, r["id"]) for r in rows]
 
 
-def test_shared_dev_samples_meet_the_target(clf: Classifier, dev_articles: list[dict]) -> None:
+def test_labelled_samples_meet_the_target(clf: Classifier, dev_articles: list[dict]) -> None:
+    """The developers' shared samples when present, else the classifier's own examples."""
     report = evaluate(clf, _labelled(dev_articles))
     assert report.micro.f1 >= 0.90
     assert report.topics["air-defence-procurement"].fn == 0
     by_id = {a.id: a for a in report.articles}
-    for art_id in HARD_NEGATIVES:
+    # Hard negatives: labelled with no topic at all, not even an arguable one.
+    negatives = [
+        r["id"]
+        for r in dev_articles
+        if not r["labels"].get("required") and not r["labels"].get("optional")
+    ]
+    assert negatives
+    for art_id in negatives:
         assert by_id[art_id].predicted == {}, art_id
 
 

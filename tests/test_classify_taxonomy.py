@@ -91,10 +91,16 @@ def test_a_wrong_window_is_one_error_naming_the_field(tmp_path: Path, within: st
     assert "also:" not in err.message
 
 
-@pytest.mark.parametrize("within", ["12", "'12'", "article", "sentence"])
-def test_windows_as_written_load(tmp_path: Path, within: str) -> None:
+@pytest.mark.parametrize(
+    ("within", "window"), [("12", 12), ("'12'", 12), ("article", 0), ("sentence", None)]
+)
+def test_windows_as_written_load(tmp_path: Path, within: str, window: int | None) -> None:
+    """Each way of writing a window compiles to its meaning: N words, the whole article (0),
+    or the same sentence (None)."""
     rule = 'all: [["@organisation/alliance"], [$talk]]'
-    load_taxonomy(write(tmp_path, GOOD.replace(rule, f"{rule}\n        within: {within}")))
+    tax = load_taxonomy(write(tmp_path, GOOD.replace(rule, f"{rule}\n        within: {within}")))
+    [compiled] = tax.rules
+    assert (compiled.id, compiled.within) == ("r1", window)
 
 
 def test_unknown_lexicon_and_selector(tmp_path: Path) -> None:

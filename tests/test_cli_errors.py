@@ -14,6 +14,8 @@ import pytest
 from services.common.redis_server import free_port
 from services.common.settings import Settings
 from tests.cli_run import clean_env, run_cli
+from tests.conftest import SEED_JSON
+from tests.ingest_server import running_ingest
 from tests.notify_receiver import serve
 
 KEY = "right-key"
@@ -139,3 +141,23 @@ def test_a_422_lists_every_field_on_one_line(notify_with_keys: str) -> None:
     )
     line = one_line_error(result, 1)
     assert "answered 422" in line and "topics" in line and "min_score" in line
+
+
+@pytest.mark.parametrize(
+    "argv", [["rejected", "retry", "--all"], ["feeds", "poll"]], ids=lambda argv: " ".join(argv)
+)
+def test_ingest_refusing_the_api_key_is_one_line(settings: Settings, argv: list[str]) -> None:
+    with running_ingest(settings, api_keys=KEY) as url:
+        result = run_cli(*argv, "--url", url, env=clean_env(TOPICWATCH_API_KEYS="wrong-key"))
+        publish = run_cli(
+            "publish",
+            "--url",
+            url,
+            str(SEED_JSON),
+            env=clean_env(TOPICWATCH_API_KEYS="wrong-key"),
+        )
+    for refused in (result, publish):
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        [line] = refused.stderr.strip().splitlines()
+        assert line.startswith("topicwatch: ") and "answered 401" in line, line
+        assert "TOPICWATCH_API_KEYS" in line

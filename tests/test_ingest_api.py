@@ -9,12 +9,10 @@ import httpx
 from services.common.models import Article, Rejection
 from services.common.redis_server import RedisServer
 
-from .conftest import SAMPLES
+from .conftest import SEED_TEXT
 from .ingest_server import names, running_ingest, stream_events
 from .procs import ServiceProcess
 from .servers import wait_for
-
-SEED_TEXT = (SAMPLES / "seed_article.txt").read_text()
 
 
 def accepted(client, settings) -> list[Article]:
@@ -37,7 +35,7 @@ def test_seed_article_accepted_once_then_duplicate(settings, redis_client, seed_
     [article] = accepted(redis_client, settings)
     assert article.id == result["id"]
     assert article.dateline is not None and article.dateline.place == "Moscow"
-    assert "JOIN NOW" in article.removed[0]
+    assert "APPLY TODAY" in article.removed[0]
     assert article.received_via == "api"
 
 
@@ -67,10 +65,10 @@ def test_raw_page_text_and_metadata_are_kept_through_the_pipe(settings, redis_cl
     assert response.status_code == 202
     [article] = accepted(redis_client, settings)
     assert article.metadata == body["metadata"]
-    assert article.source == "Sputnik News"
+    assert article.source == "Black Sea Wire"
     assert article.published_at is not None
-    assert article.published_at.isoformat() == "2019-11-27T13:02:00+00:00"
-    assert "Join the mailing list" in article.removed
+    assert article.published_at.isoformat() == "2021-09-14T08:20:00+00:00"  # 11:20 in Moscow
+    assert "Sign up for the morning briefing" in article.removed
 
 
 def test_html_field(settings, redis_client):
@@ -231,7 +229,7 @@ def test_stream_entries_accepted_or_rejected_with_the_original_payload(
         wait_for(lambda: len(rejections(redis_client, settings)) == 3)
         metrics = httpx.get(f"{url}/metrics").text
     [article] = accepted(redis_client, settings)
-    assert article.external_id == "seed-s400" and article.received_via == "stream"
+    assert article.external_id == "example-s400" and article.received_via == "stream"
     by_entry = {r.source_entry_id: r for r in rejections(redis_client, settings)}
     assert set(by_entry) == {bad_json, bad_field, no_data}
     assert by_entry[bad_json].payload == "{oops"

@@ -10,7 +10,7 @@ import yaml
 
 from services.cli import main
 
-from .conftest import SAMPLES
+from .conftest import EXAMPLES
 from .feed_server import RSS, running_feed_server
 from .ingest_server import names, running_ingest, stream_events
 
@@ -27,14 +27,14 @@ def test_publish_folder_summary_and_exit_status(settings, redis_client, tmp_path
         '{"title": "Talks", "body": "Talks resumed.", "published_at": "whenever"}\n{oops\n'
     )
     with running_ingest(settings) as url:
-        clean = main(["publish", "--url", url, "--batch", "7", str(SAMPLES)])
+        clean = main(["publish", "--url", url, "--batch", "7", str(EXAMPLES)])
         out_clean = capsys.readouterr().out
-        again = main(["publish", "--url", url, str(SAMPLES / "seed_article.json")])
+        again = main(["publish", "--url", url, str(EXAMPLES / "s400-delivery.json")])
         out_again = capsys.readouterr().out
         failed = main(["publish", "--url", url, str(bad), str(tmp_path / "missing.json")])
         out_failed = capsys.readouterr().out
     assert clean == 0
-    assert "accepted 37, duplicate 0, rejected 0" in out_clean  # seed + 36 dev articles
+    assert "accepted 6, duplicate 0, rejected 0" in out_clean  # the S-400 story + 5 briefs
     assert again == 0 and "accepted 0, duplicate 1, rejected 0" in out_again
     assert failed == 1
     assert "accepted 0, duplicate 0, rejected 3" in out_failed
@@ -42,7 +42,7 @@ def test_publish_folder_summary_and_exit_status(settings, redis_client, tmp_path
     assert "bad.jsonl:2" in out_failed and "not valid JSON" in out_failed
     assert "missing.json" in out_failed and "no such file" in out_failed
     articles = stream_events(redis_client, names(settings).accepted)
-    assert len(articles) == 37 and {a["received_via"] for a in articles} == {"file"}
+    assert len(articles) == 6 and {a["received_via"] for a in articles} == {"file"}
     rejected = stream_events(redis_client, names(settings).rejected)
     assert [r["received_via"] for r in rejected] == ["file"]  # the one that reached ingest
 
@@ -68,9 +68,9 @@ def test_publish_splits_batches_over_the_services_limits(settings, redis_client,
 def test_publish_with_api_key_and_unreachable_service(settings, monkeypatch, capsys):
     monkeypatch.setenv("TOPICWATCH_API_KEYS", "secret-1")
     with running_ingest(settings, api_keys="secret-1") as url:
-        assert main(["publish", "--url", url, str(SAMPLES / "seed_article.json")]) == 0
+        assert main(["publish", "--url", url, str(EXAMPLES / "s400-delivery.json")]) == 0
     assert "accepted 1" in capsys.readouterr().out
-    assert main(["publish", "--url", url, str(SAMPLES / "seed_article.json")]) == 2
+    assert main(["publish", "--url", url, str(EXAMPLES / "s400-delivery.json")]) == 2
     assert f"cannot reach {url}/v1/articles" in capsys.readouterr().err
 
 
@@ -150,20 +150,12 @@ def test_publish_shows_a_progress_bar_on_a_terminal(settings, monkeypatch, capsy
     monkeypatch.setenv("TTY_INTERACTIVE", "1")  # rich: behave as on an interactive terminal
     monkeypatch.setenv("FORCE_COLOR", "1")
     with running_ingest(settings) as url:
-        assert main(["publish", "--url", url, "--batch", "5", str(SAMPLES)]) == 0
+        assert main(["publish", "--url", url, "--batch", "5", str(EXAMPLES)]) == 0
         bar = capsys.readouterr().err
-        assert main(["publish", "--url", url, "--quiet", "--batch", "5", str(SAMPLES)]) == 0
+        assert main(["publish", "--url", url, "--quiet", "--batch", "5", str(EXAMPLES)]) == 0
         quiet = capsys.readouterr().err
-    assert "publishing" in bar and "37/37" in bar
+    assert "publishing" in bar and "6/6" in bar
     assert "publishing" not in quiet
-
-
-def test_bench_ingest_prints_figures(capsys):
-    assert main(["bench", "ingest", "--rounds", "1"]) == 0
-    out = capsys.readouterr().out
-    for label in ("normalise text article", "extract html page", "published_at via dateparser"):
-        assert label in out
-    assert out.count(" /s ") == 6
 
 
 def test_committed_asyncapi_document_is_current(tmp_path):

@@ -203,10 +203,14 @@ def test_alerts_history_and_live_stream(notify: str, receiver: Receiver, redis_u
         headers=AUTH,
     ).json()
     sid, token = created["id"], created["read_token"]
-    for n in (1, 2, 3):
-        publish(redis_url, n)
+    publish(redis_url, 1)
+    publish(redis_url, 2)
     publish(redis_url, 1)  # the same article again: no second alert
     publish(redis_url, 9, topic="cyber")  # not matching
+    publish(redis_url, 3)
+    # One subscription's alerts are delivered in the order of their entries, so a second alert
+    # for article 1 would arrive before the one for article 3: three requests, in this order,
+    # show it was never sent.
     requests = receiver.wait_for(3)
     secret = created["webhook_secret"]
     alert_ids = [verify(r.headers, r.body, [secret]) for r in requests]
@@ -248,6 +252,9 @@ def test_alerts_history_and_live_stream(notify: str, receiver: Receiver, redis_u
     live = json.loads(events[2]["data"])
     assert live["article"]["id"] == f"art_{4:024d}" and events[2]["id"] == live["id"]
     assert comments  # keep-alive comments
+    # And still no second webhook for article 1, with article 4 delivered after it.
+    delivered = [r.json()["data"]["article"]["id"] for r in receiver.wait_for(4)]
+    assert delivered == [f"art_{n:024d}" for n in (1, 2, 3, 4)]
 
 
 def test_live_stream_outlives_the_redis_socket_timeout(

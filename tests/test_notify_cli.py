@@ -185,31 +185,3 @@ def test_dead_letters_of_a_deleted_subscription_are_not_replayed(
             f"{url}/v1/alerts/{alert_id}/redeliver", headers={"Authorization": f"Bearer {KEY}"}
         )
     assert answer.status_code == 409 and "subscription was deleted" in answer.text
-
-
-def test_bench_delivery_prints_its_figures() -> None:
-    """The benchmark runs end to end at a small size (its figures are not asserted)."""
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "bench",
-            "delivery",
-            "--latency-samples",
-            "3",
-            "--burst",
-            "10",
-            "--subscriptions",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "classified -> webhook latency over 3 alerts" in result.stdout
-    assert "20 alerts delivered" in result.stdout

@@ -37,6 +37,19 @@ def republish(body: str, rng: random.Random, word_edits: int, drop_paragraph: bo
     return " ".join(words)
 
 
+@pytest.fixture(scope="module")
+def wire_stories(dev_articles: list[dict]) -> list[dict]:
+    """Wire-length stories (four paragraphs or more): what outlets republish with a paragraph
+    cut. The shared samples all are; of the classifier's own examples, the longer ones."""
+    stories = [
+        a
+        for a in dev_articles
+        if len(a["body"].split("\n\n")) >= 4 and len(a["body"].split()) >= 100
+    ]
+    assert len(stories) >= 8
+    return stories
+
+
 # --- pure functions ---------------------------------------------------------------------------
 
 
@@ -57,8 +70,8 @@ def test_short_bodies_are_shingled_with_their_title() -> None:
     assert shingles("", "one two") == {"one two"}
 
 
-def test_signature_is_deterministic_and_estimates_jaccard(dev_articles: list[dict]) -> None:
-    a, b = dev_articles[0], dev_articles[1]
+def test_signature_is_deterministic_and_estimates_jaccard(wire_stories: list[dict]) -> None:
+    a, b = wire_stories[0], wire_stories[1]
     sig_a = signature(a["title"], a["body"])
     assert sig_a.dtype == np.uint32 and sig_a.shape == (NUM_PERM,)
     assert np.array_equal(sig_a, signature("another title", a["body"]))  # titles are ignored
@@ -82,24 +95,26 @@ def test_band_digests() -> None:
     assert band_digests(changed)[0] != digests[0]
 
 
-def test_threshold_separates_copies_from_different_stories(dev_articles: list[dict]) -> None:
+def test_threshold_separates_copies_from_different_stories(wire_stories: list[dict]) -> None:
     """How near is near, pinned on the samples: edited copies above, other stories far below."""
     rng = random.Random(11)
-    for art in dev_articles[:12]:
+    for art in wire_stories[:12]:
         original = signature(art["title"], art["body"])
         light = republish(art["body"], rng, word_edits=5, drop_paragraph=True)
         assert similarity(original, signature("Other headline", light)) >= THRESHOLD, art["id"]
-    sets = [shingles(a["title"], a["body"]) for a in dev_articles]
+    sets = [shingles(a["title"], a["body"]) for a in wire_stories]
     most_similar = max(jaccard(x, y) for x, y in itertools.combinations(sets, 2))
-    assert most_similar < THRESHOLD / 4
+    # Different stories of one beat share phrases ("S-400 air defence system"): 0.03 at most
+    # on the shared samples, 0.13 on the classifier's own; far below the threshold either way.
+    assert most_similar < THRESHOLD / 2
 
 
 # --- Redis-backed clusters --------------------------------------------------------------------
 
 
 @pytest.fixture
-def story(dev_articles: list[dict]) -> dict:
-    return dev_articles[0]
+def story(wire_stories: list[dict]) -> dict:
+    return wire_stories[0]
 
 
 async def test_copies_point_at_the_first_article(aredis: redis_async.Redis, story: dict) -> None:
@@ -121,9 +136,7 @@ async def test_copies_point_at_the_first_article(aredis: redis_async.Redis, stor
     assert other.original_id == "art_z" and not other.is_duplicate
 
 
-async def test_check_is_idempotent_and_state_expires(
-    aredis: redis_async.Redis, story: dict
-) -> None:
+async def test_check_is_idempotent(aredis: redis_async.Redis, story: dict) -> None:
     index = RedisNearDuplicates(aredis, prefix="t2", ttl_seconds=DEFAULT_TTL)
     await index.check("art_a", story["title"], story["body"])
     dup = await index.check("art_b", "", story["body"])
@@ -133,28 +146,34 @@ async def test_check_is_idempotent_and_state_expires(
     assert again == dup
     assert await index.original_of("art_b") == dup
     assert await index.original_of("art_never") is None
-    keys = [k async for k in aredis.scan_iter(match="t2:neardup:*")]
-    assert len(keys) == 2 * 2 + BANDS  # decision + signature per article, the shared bands
-    for key in keys:
-        assert 0 < await aredis.ttl(key) <= DEFAULT_TTL
 
 
-async def test_expired_stories_are_forgotten(aredis: redis_async.Redis, story: dict) -> None:
+async def test_expired_stories_are_forgotten_and_leave_nothing_behind(
+    aredis: redis_async.Redis, story: dict
+) -> None:
+    """After the TTL every decision is gone, nothing of the index is left in Redis (bounded
+    memory, whatever its key layout), and the story starts over."""
     index = RedisNearDuplicates(aredis, prefix="t3", ttl_seconds=1)
     await index.check("art_a", "", story["body"])
+    assert (await index.check("art_b", "", story["body"])).original_id == "art_a"
     await asyncio.sleep(1.2)
-    later = await index.check("art_b", "", story["body"])
-    assert later.original_id == "art_b"
+    assert await index.original_of("art_a") is None
+    assert await index.original_of("art_b") is None
+    # A fresh database per test: all of it was the index's (SCAN skips expired keys, which
+    # DBSIZE would still count until Redis reclaims them).
+    assert [key async for key in aredis.scan_iter()] == []
+    later = await index.check("art_c", "", story["body"])
+    assert later.original_id == "art_c" and not later.is_duplicate
 
 
-async def test_processes_agree_under_concurrency(redis_url: str, dev_articles: list[dict]) -> None:
+async def test_processes_agree_under_concurrency(redis_url: str, wire_stories: list[dict]) -> None:
     """Two clients (two notify processes) check copies of the same stories concurrently."""
     clients = [redis_async.Redis.from_url(redis_url) for _ in range(2)]
     try:
         indexes = [RedisNearDuplicates(c, prefix="t4") for c in clients]
         rng = random.Random(9)
         jobs = []
-        for story_no, art in enumerate(dev_articles[:4]):
+        for story_no, art in enumerate(wire_stories[:4]):
             for copy_no in range(6):
                 text = republish(art["body"], rng, word_edits=3, drop_paragraph=False)
                 index = indexes[copy_no % 2]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import random
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -290,16 +288,3 @@ def test_generated_subscriptions_match_like_brute_force() -> None:
         assert got == ids(perc.brute_force(art))
         matched += len(got)
     assert matched > 0  # the generator produces queries that do match its articles
-
-
-def test_bench_percolate_command(capsys: pytest.CaptureFixture[str]) -> None:
-    from services.cli import main
-
-    assert main(["bench", "percolate", "--sizes", "50,200", "--articles", "20", "--json"]) == 0
-    figures = json.loads(capsys.readouterr().out)
-    assert [f["stored_queries"] for f in figures] == [50, 200]
-    assert all(f["articles"] == 20 and f["articles_per_s"] > 0 for f in figures)
-    assert figures[0]["brute_force_articles_per_s"] > 0
-    assert figures[1]["brute_force_articles_per_s"] is None
-    with pytest.raises(SystemExit):
-        main(["bench", "percolate", "--sizes", "ten"])

@@ -50,6 +50,12 @@ CONNECTIONS = [
         "event: hello\n"
         "data: not an alert\n"
         "\n"
+        "event: alert\n"  # no data: no event, by the spec
+        "\n"
+        "event: alert\n"
+        "id: 0-2\n"
+        "data: {broken\n"  # said, skipped, and the stream goes on
+        "\n"
         "event: alert\n"
         "id: 1-0\n"
         "id: 2-0\n"
@@ -115,6 +121,7 @@ def test_tail_follows_the_sse_spec_and_resumes_from_the_last_id(
     assert "IAEA inspectors" in out and "return to Natanz" in out
     assert out.index("alt_one") < out.index("alt_two") < out.index("alt_three")
     assert "not an alert" not in out
+    assert "skipped an alert event that is not JSON (id 0-2)" in result.stderr
     assert "the stream was closed; reconnecting" in result.stderr
 
     first, second = app.requests

@@ -7,10 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import ValidationError
 
 from services.common.models import alert_id_for, article_id_for, content_hash_for
 from services.common.settings import (
-    STANDARD_WEBHOOKS_SCHEDULE,
+    EarlySettings,
     Settings,
     SettingsError,
     load_settings,
@@ -32,7 +33,23 @@ def test_defaults_match_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> 
     assert str(settings.data_dir) == ".topicwatch"
     assert settings.api_keys == []
     assert settings.allow_private_webhooks is False
-    assert tuple(settings.webhook_retry_schedule) == STANDARD_WEBHOOKS_SCHEDULE
+    # Standard Webhooks' documented schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h,
+    # 14 h, 20 h and 24 h after the previous attempt (written out, not taken from the code).
+    hours = 3600
+    assert settings.webhook_retry_schedule == [
+        0,
+        5,
+        300,
+        1800,
+        2 * hours,
+        5 * hours,
+        10 * hours,
+        14 * hours,
+        20 * hours,
+        24 * hours,
+    ]
+    assert settings.read_token is None and settings.redis_server is None
+    assert settings.pure_python is False
 
 
 def test_comma_separated_values(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,9 +98,37 @@ def test_ids_are_deterministic() -> None:
 
 
 def test_settings_object_is_immutable() -> None:
-    settings = Settings()
-    with pytest.raises(Exception):
+    settings = Settings(ingest_port=8101)
+    with pytest.raises(ValidationError) as info:
         settings.ingest_port = 1  # type: ignore[misc]
+    assert [e["type"] for e in info.value.errors()] == ["frozen_instance"]
+    assert settings.ingest_port == 8101
+
+
+def test_settings_needed_before_a_settings_exists_are_read_alone(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """TOPICWATCH_PURE_PYTHON and TOPICWATCH_REDIS_SERVER are read at import / fixture time,
+    whatever else is wrong; load_settings still reports a bad value of them by name."""
+    monkeypatch.setenv("TOPICWATCH_NOTIFY_PORT", "eighty")  # invalid, and irrelevant here
+    monkeypatch.setenv("TOPICWATCH_PURE_PYTHON", "1")
+    monkeypatch.setenv("TOPICWATCH_REDIS_SERVER", "/opt/valkey/bin/valkey-server")
+    early = EarlySettings()
+    assert early.pure_python is True
+    assert early.redis_server == "/opt/valkey/bin/valkey-server"
+    monkeypatch.delenv("TOPICWATCH_NOTIFY_PORT")
+    monkeypatch.setenv("TOPICWATCH_PURE_PYTHON", "sometimes")
+    with pytest.raises(SettingsError):
+        load_settings()
+    assert "TOPICWATCH_PURE_PYTHON='sometimes'" in capsys.readouterr().err
+
+
+def test_the_read_token_is_a_setting_and_stays_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOPICWATCH_READ_TOKEN", "swr_abc")
+    settings = load_settings()
+    assert settings.read_token is not None
+    assert settings.read_token.get_secret_value() == "swr_abc"
+    assert "swr_abc" not in repr(settings)
 
 
 def test_cli_commands_default_to_the_embedded_redis(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,9 @@ from services.ingest.dates import parse_published_at
 from services.ingest.language import detect_language
 from services.ingest.normalize import normalize_submission
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
+#: The repository's example articles (any folder of article files plus one raw page ``.txt``
+#: will do, e.g. ``--samples ../shared/samples``).
+SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "articles"
 
 PAGE = """<html><head><title>{title}</title><meta name="author" content="Desk">
 <meta property="article:published_time" content="2023-09-19T14:20:00+02:00"></head><body>
@@ -39,8 +42,12 @@ def register_bench(bench_subparsers: Any) -> None:
 
 
 def _load(folder: Path) -> list[dict[str, Any]]:
-    files = [folder / "seed_article.json", folder / "dev_articles.jsonl"]
-    return [item.value for item in read_all(files) if item.value is not None]
+    return [item.value for item in read_all([folder]) if isinstance(item.value, dict)]
+
+
+def _page_text(folder: Path) -> str:
+    """The raw page text (chrome lines and all) of the folder's first ``.txt`` file."""
+    return sorted(folder.glob("*.txt"))[0].read_text(encoding="utf-8")
 
 
 def _each(function: Callable[[Any], object], items: list[Any]) -> Callable[[], None]:
@@ -67,7 +74,13 @@ def _rate(label: str, count: int, run: Callable[[], None], rounds: int) -> None:
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
     raw = _load(args.samples)
     submissions = [ArticleSubmission.model_validate(item) for item in raw]
-    seed_text = (args.samples / "seed_article.txt").read_text()
+    if not args.samples.is_dir() or not any(args.samples.glob("*.txt")):
+        print(
+            f"topicwatch: {args.samples} needs article files and one raw page .txt",
+            file=sys.stderr,
+        )
+        return 2
+    seed_text = _page_text(args.samples)
     pages = [
         PAGE.format(
             title=item["title"],

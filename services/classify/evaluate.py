@@ -1,8 +1,8 @@
 """Measuring the classifier against labelled articles.
 
-Labels follow ``../shared/samples/dev_articles.jsonl``: ``labels.required`` are topics the
-article must get, ``labels.optional`` are arguable either way (neither counted as a hit nor
-as a false alarm), and every other topic must not be tagged.  Besides per-topic and micro
+Labels (as in ``examples/articles/`` and ``data/examples.jsonl``): ``labels.required`` are
+topics the article must get, ``labels.optional`` are arguable either way (neither counted as a
+hit nor as a false alarm), and every other topic must not be tagged.  Besides per-topic and micro
 precision/recall/F1, the report lists the false alarms on articles with no required topics
 (the hard negatives: sports "defence", Patriot memory, Cyber Monday...), because those are
 what teach analysts to ignore alerts.

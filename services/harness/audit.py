@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 from services.classify.classifier import load_classifier
 from services.common.models import ClassifiedArticle, alert_id_for
 from services.common.settings import Settings
-from services.common.streams import DATA_FIELD, StreamNames
+from services.common.streams import DATA_FIELD, StreamNames, as_text
 from services.harness.articles import Item
 from services.ingest.normalize import NormalizationError, normalize_submission
 from services.ingest.pipeline import IngestMetrics, IngestPipeline, Outcome
@@ -102,10 +102,6 @@ def expect(items: Sequence[Item], subscriptions: Sequence[Subscription]) -> Expe
     return expected
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
 class Auditor:
     """Reads ingest, accepted and classified (own group) and alerts (plain XREAD) while the
     pipe runs, surviving Redis restarts; counts what it saw by input, article and alert id."""
@@ -164,7 +160,7 @@ class Auditor:
         }
         reply: Any = self.client.xreadgroup(AUDIT_GROUP, "auditor", streams, count=1000)
         for stream, entries in reply or []:
-            name = _text(stream)
+            name = as_text(stream)
             ids = []
             for entry_id, fields in entries:
                 ids.append(entry_id)
@@ -175,7 +171,7 @@ class Auditor:
         alerts: Any = self.client.xread({self.names.alerts: self._alerts_from}, count=1000)
         for _stream, entries in alerts or []:
             for entry_id, fields in entries:
-                self._alerts_from = _text(entry_id)
+                self._alerts_from = as_text(entry_id)
                 data = json.loads(fields[DATA_FIELD.encode()])
                 self.alerts[str(data["id"])] += 1
                 seen += 1
@@ -199,15 +195,15 @@ def group_done(client: redis.Redis, stream: str, group: str) -> bool:
         groups: Any = client.xinfo_groups(stream)
     except redis.ResponseError:
         return True  # no such stream: nothing to do
-    last = _text(info["last-generated-id"])
+    last = as_text(info["last-generated-id"])
     for entry in groups:
-        if _text(entry["name"]) == group:
+        if as_text(entry["name"]) == group:
             return int(entry["pending"]) == 0 and _id(entry["last-delivered-id"]) >= _id(last)
     return False
 
 
 def _id(value: Any) -> tuple[int, int]:
-    ms, _, seq = _text(value).partition("-")
+    ms, _, seq = as_text(value).partition("-")
     return int(ms or 0), int(seq or 0)
 
 
@@ -366,7 +362,7 @@ def keyspace(client: redis.Redis, names: StreamNames) -> tuple[dict[str, FamilyS
         sizes = client.pipeline(transaction=False)
         kinds = []
         for i, key in enumerate(batch):
-            kind = _text(replies[3 * i])
+            kind = as_text(replies[3 * i])
             kinds.append(kind)
             size_of = {
                 "stream": sizes.xlen,
@@ -396,7 +392,7 @@ def keyspace(client: redis.Redis, names: StreamNames) -> tuple[dict[str, FamilyS
         batch.clear()
 
     for raw in client.scan_iter(match=f"{names.prefix}:*", count=1000):
-        batch.append(_text(raw))
+        batch.append(as_text(raw))
         if len(batch) >= 1000:
             flush()
     if batch:

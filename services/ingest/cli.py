@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from services.common.cli_errors import ServiceRefused
 from services.common.files import FileItem, read_all
 from services.common.settings import Settings, load_settings
 from services.ingest.api import VIA_HEADER
@@ -100,13 +101,8 @@ def _fail(response: httpx.Response) -> int:
     if isinstance(detail, list) and detail and all(isinstance(d, dict) for d in detail):
         for item in detail:
             print(f"topicwatch: {item.get('field')}: {item.get('message')}", file=sys.stderr)
-    elif isinstance(detail, str):
-        print(f"topicwatch: ingest answered {response.status_code}: {detail}", file=sys.stderr)
-    else:
-        print(
-            f"topicwatch: ingest answered {response.status_code}: {response.text[:500]}",
-            file=sys.stderr,
-        )
+    else:  # one line, as the CLI entry says every refusal (with the API-key hint on a 401)
+        print(f"topicwatch: {ServiceRefused(response).message}", file=sys.stderr)
     return 2
 
 

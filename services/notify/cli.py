@@ -189,9 +189,20 @@ def cmd_tail(args: argparse.Namespace) -> int:
                         if event.retry is not None:
                             retry_base = backoff = max(event.retry / 1000, 0.05)
                         last_id = event.id or last_id
-                        if event.event != "alert":
+                        # No data, no event (the spec dispatches none; httpx-sse yields it
+                        # for its id or retry).
+                        if event.event != "alert" or not event.data:
                             continue
-                        console.print(render_alert(json.loads(event.data)))
+                        try:
+                            alert = json.loads(event.data)
+                        except ValueError:
+                            print(
+                                f"topicwatch: skipped an alert event that is not JSON "
+                                f"(id {event.id or '-'}): {event.data[:80]!r}",
+                                file=sys.stderr,
+                            )
+                            continue
+                        console.print(render_alert(alert))
                         seen += 1
                         if args.count and seen >= args.count:
                             return 0

@@ -139,7 +139,7 @@ def add_field_error_format(app: FastAPI) -> None:
 
 
 class HealthSource(Protocol):
-    """What /healthz and /metrics read: ``services.common.runtime.Runtime`` is one.
+    """What the probes and /metrics read: ``services.common.runtime.Runtime`` is one.
 
     A protocol rather than an import, so that ``runtime`` (which wires these routes) can import
     this module without this module importing it back.
@@ -153,27 +153,50 @@ class HealthSource(Protocol):
 
     def subscribers_running(self) -> bool: ...
 
+    def liveness(self) -> tuple[bool, dict[str, Any]]: ...
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+
 
 def add_health_and_metrics(app: FastAPI, runtime: HealthSource) -> None:
+    """Probes for orchestrators, and /metrics.
+
+    * ``/livez``: the process and its loops are alive. Never depends on Redis: point a
+      liveness probe here, so a Redis outage does not get healthy services killed.
+    * ``/readyz``: Redis answers, the service started and its consumers run; 503 with
+      ``reasons`` otherwise. Point readiness probes (and load balancers) here.
+    * ``/healthz``: the older summary (``redis``, ``subscribers``), kept for compatibility;
+      200 exactly when ready, with the same ``reasons`` when not.
+    """
+
     unhealthy: dict[int | str, dict[str, Any]] = {
-        503: {"description": "Redis does not answer or a stream subscriber stopped"}
+        503: {"description": "Not alive / not ready: the body says why"}
     }
+
+    @app.get("/livez", tags=["ops"], responses=unhealthy)
+    async def livez() -> Any:
+        """200 while the process and its loops run (Redis is not consulted); 503 otherwise."""
+        alive, details = runtime.liveness()
+        return JSONResponse(
+            {"status": "ok" if alive else "dead", "service": runtime.service, **details},
+            status_code=200 if alive else 503,
+        )
+
+    @app.get("/readyz", tags=["ops"], responses=unhealthy)
+    async def readyz() -> Any:
+        """200 when Redis answers and consumers run; 503 with the reasons otherwise."""
+        ready, details = await runtime.readiness()
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "service": runtime.service, **details},
+            status_code=200 if ready else 503,
+        )
 
     @app.get("/healthz", tags=["ops"], responses=unhealthy)
     async def healthz() -> Any:
-        """200 when Redis answers and every stream subscriber runs; 503 otherwise."""
-        checks: dict[str, str] = {}
-        try:
-            await runtime.redis.ping()
-            checks["redis"] = "ok"
-        except Exception as exc:
-            checks["redis"] = f"error: {type(exc).__name__}"
-        checks["subscribers"] = "ok" if runtime.subscribers_running() else "stopped"
-        healthy = all(v == "ok" for v in checks.values())
-        return JSONResponse(
-            {"status": "ok" if healthy else "unhealthy", "service": runtime.service, **checks},
-            status_code=200 if healthy else 503,
-        )
+        """200 when Redis answers and every stream subscriber runs; 503 with reasons otherwise."""
+        ready, details = await runtime.readiness()
+        body = {"status": "ok" if ready else "unhealthy", "service": runtime.service, **details}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def metrics() -> Response:

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test install lint prometheus bench clean
+.PHONY: up test install lint prometheus redis-server bench clean
 
 # The classifier's hot modules are compiled at install (setup.py): an edit reinstalls.
 HOT := services/classify/matcher.py services/classify/segment.py services/classify/classifier.py \
@@ -22,9 +22,12 @@ install: $(STAMP)
 up: install
 	$(BIN)/topicwatch up
 
-## Install everything, then run the whole test suite against real servers.
-test: install prometheus
+## Install everything, then run the whole test suite against real servers: all of it on the
+## bundled Valkey 8, then the tests marked `streams` (consumers, outages, end to end: those
+## that run on the server --redis-server picks) again on Debian's Redis 7.
+test: install prometheus redis-server
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q -m streams --redis-server=redis
 
 ## The metrics and alerting tests run a real Prometheus (promtool) and Alertmanager (amtool).
 prometheus:
@@ -34,6 +37,15 @@ prometheus:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    prometheus prometheus-alertmanager >/dev/null; \
+	}
+
+## Debian's redis-server (7.0): the second server the stream tests run against.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  echo "installing redis-server (Debian package) for the stream tests on Redis 7"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
 	}
 
 lint: install

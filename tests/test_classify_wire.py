@@ -64,6 +64,25 @@ def test_blind_wire_set_a_meets_the_issue_13_target(clf: Classifier) -> None:
         assert report.topics[topic].recall >= MIN_RECALL, topic
 
 
+def test_held_out_wire_set_b_meets_the_issue_13_target(clf: Classifier) -> None:
+    """Set B: written blind by a second writer and never read while the rules were tuned.
+
+    Its first run (after the issue-13 rules, before anything was changed for it) is in
+    docs/classifier.md: P 0.941 / R 0.919, one sports false alarm (a Counter-Strike report),
+    since damped. Recall is the honest measure of how the rules generalise.
+    """
+    report = run(clf, "wire_blind_b.jsonl")
+    assert len(report.articles) == 273
+    brief = report.buckets["brief"]
+    assert brief.micro.recall >= MIN_RECALL, report.to_dict()["errors"]
+    assert brief.micro.precision >= MIN_PRECISION, report.to_dict()["errors"]
+    for kind in ("sports", "business", "general"):
+        assert report.kinds[kind].false_alarm_rate <= MAX_NEGATIVE_ALARM_RATE, (
+            kind,
+            report.false_alarms,
+        )
+
+
 def test_own_wire_briefs_meet_the_target_and_known_alarms_only(clf: Classifier) -> None:
     report = run(clf, "wire_own.jsonl")
     micro = report.buckets["brief"].micro
@@ -133,6 +152,10 @@ def test_one_strong_signal_in_a_brief_is_a_hit(
         ("Gas blast", "A gas cylinder exploded in a market, killing nine."),
         ("Debate hijacked", "Protesters hijacked the debate with chants."),
         ("Staff enrichment", "The bank's staff enrichment programme won an HR award."),
+        (
+            "Spirit take the Major on Nuke",
+            "A near-perfect counter-terrorist half on Nuke gave Spirit the Counter-Strike 2 title.",
+        ),
         ("Shooting not terror", "Police said there was no link to terrorism in the shooting."),
         # A state's bombs are war reports, a robbery's gunmen are crime.
         ("Bomb hits market", "A Russian bomb struck a market in Kharkiv, killing three people."),

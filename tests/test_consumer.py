@@ -7,11 +7,14 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 
+import pytest
 import redis.asyncio as aioredis
 from faststream.redis import RedisBroker
 
 from services.common.consumer import Entry, StreamConsumer, ensure_groups
 from services.common.settings import Settings
+
+pytestmark = pytest.mark.streams
 
 STREAM = "t:in"
 DEAD = "t:dead"
@@ -60,6 +63,7 @@ async def test_poison_entry_is_retried_then_dead_lettered_and_others_flow(
     consumer.register(broker)
     await ensure_groups(aredis, [(STREAM, "g")])
     await broker.start()
+    reclaimer = asyncio.create_task(consumer.reclaim_forever())
     try:
         await aredis.xadd(STREAM, {"__data__": json.dumps({"n": 2})})
 
@@ -80,6 +84,8 @@ async def test_poison_entry_is_retried_then_dead_lettered_and_others_flow(
 
         await wait_until(nothing_pending)
     finally:
+        reclaimer.cancel()
+        await asyncio.gather(reclaimer, return_exceptions=True)
         await broker.stop()
 
 
@@ -100,7 +106,7 @@ async def test_handler_crash_leaves_batch_pending_for_a_new_consumer(
         return [e.id for e in entries]
 
     broker = RedisBroker(redis_url)
-    StreamConsumer(
+    consumer = StreamConsumer(
         settings=settings,
         client=aredis,
         stream=STREAM,
@@ -108,8 +114,10 @@ async def test_handler_crash_leaves_batch_pending_for_a_new_consumer(
         consumer="c2",
         dead_letter_stream=DEAD,
         handler=handler,
-    ).register(broker)
+    )
+    consumer.register(broker)
     await broker.start()
+    reclaimer = asyncio.create_task(consumer.reclaim_forever())
     try:
 
         async def all_three() -> bool:
@@ -118,4 +126,6 @@ async def test_handler_crash_leaves_batch_pending_for_a_new_consumer(
         await wait_until(all_three)
         assert await aredis.xlen(DEAD) == 0
     finally:
+        reclaimer.cancel()
+        await asyncio.gather(reclaimer, return_exceptions=True)
         await broker.stop()

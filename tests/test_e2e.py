@@ -16,7 +16,7 @@ from services.notify.signing import verify
 from tests.notify_receiver import Receiver
 from tests.procs import ServiceProcess, start_stack
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.streams]
 
 
 @pytest.fixture

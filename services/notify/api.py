@@ -27,6 +27,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common.http import require_api_key
 from services.common.models import field_errors, utcnow
+from services.common.openapi import errors
 from services.common.settings import Settings
 from services.common.ssrf import ResolutionError, UnsafeURLError, check_webhook_url
 from services.common.streams import DATA_FIELD, as_text
@@ -44,6 +45,27 @@ from services.notify.subscriptions import (
 
 HIDDEN_FIELDS = ("webhook_secret", "read_token", "previous_webhook_secrets")
 MAX_HISTORY_PAGE = 1000
+#: Largest listing offset (Redis ranks are 64-bit; past the last subscription a page is empty).
+MAX_OFFSET = 2**53
+#: Largest stream id part (Redis stream ids are two unsigned 64-bit numbers).
+MAX_STREAM_ID_PART = 2**64 - 1
+
+#: The subscription a 201 created, for the operations on it (clients and schemathesis follow).
+_SUBSCRIPTION = "#/paths/~1v1~1subscriptions~1{subscription_id}"
+_CREATED_LINKS = {
+    name: {
+        "operationRef": ref,
+        "parameters": {"subscription_id": "$response.body#/id"},
+        "description": description,
+    }
+    for name, ref, description in (
+        ("GetSubscription", f"{_SUBSCRIPTION}/get", "Read the subscription"),
+        ("PatchSubscription", f"{_SUBSCRIPTION}/patch", "Change the subscription"),
+        ("DeleteSubscription", f"{_SUBSCRIPTION}/delete", "Delete the subscription"),
+        ("RotateSecret", f"{_SUBSCRIPTION}~1rotate-secret/post", "Rotate its webhook secret"),
+        ("ListAlerts", f"{_SUBSCRIPTION}~1alerts/get", "Its alert history"),
+    )
+}
 
 
 def public_view(subscription: Subscription) -> dict[str, Any]:
@@ -75,12 +97,16 @@ def parse_since(value: str) -> tuple[str | None, str | None]:
     except ValueError:
         number = None
     if number is not None:
+        if not 0 <= number < 2**63:  # also refuses nan and inf
+            raise ValueError("a Unix time must be a non-negative number of seconds or ms")
         ms = int(number if number > 10**11 else number * 1000)
+        if ms > MAX_STREAM_ID_PART:
+            raise ValueError("a Unix time must be a non-negative number of seconds or ms")
         return None, f"{ms}-0"
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError("a time needs a zone, e.g. 2026-01-01T12:00:00Z")
-    return None, f"{int(moment.timestamp() * 1000)}-0"
+    return None, f"{max(int(moment.timestamp() * 1000), 0)}-0"
 
 
 class History:
@@ -206,7 +232,13 @@ def build_router(
 
     api_key = [Depends(require_api_key)]
 
-    @router.post("/subscriptions", status_code=201, tags=["subscriptions"], dependencies=api_key)
+    @router.post(
+        "/subscriptions",
+        status_code=201,
+        tags=["subscriptions"],
+        dependencies=api_key,
+        responses={201: {"description": "Created", "links": _CREATED_LINKS}},
+    )
     async def create(body: SubscriptionCreate) -> dict[str, Any]:
         """Subscribe. The answer carries the webhook secret and read token, shown this once."""
         await check_url(body.webhook_url)
@@ -218,7 +250,7 @@ def build_router(
 
     @router.get("/subscriptions", tags=["subscriptions"], dependencies=api_key)
     async def list_(
-        offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)
+        offset: int = Query(0, ge=0, le=MAX_OFFSET), limit: int = Query(50, ge=1, le=500)
     ) -> dict[str, Any]:
         subscriptions, total = await store.page(offset, limit)
         return {
@@ -228,11 +260,21 @@ def build_router(
             "limit": limit,
         }
 
-    @router.get("/subscriptions/{subscription_id}", tags=["subscriptions"], dependencies=api_key)
+    @router.get(
+        "/subscriptions/{subscription_id}",
+        tags=["subscriptions"],
+        dependencies=api_key,
+        responses=errors(404),
+    )
     async def get(subscription_id: str) -> dict[str, Any]:
         return public_view(await get_or_404(subscription_id))
 
-    @router.patch("/subscriptions/{subscription_id}", tags=["subscriptions"], dependencies=api_key)
+    @router.patch(
+        "/subscriptions/{subscription_id}",
+        tags=["subscriptions"],
+        dependencies=api_key,
+        responses=errors(404),
+    )
     async def patch(subscription_id: str, body: SubscriptionPatch) -> dict[str, Any]:
         """Change only the fields sent (``null`` clears); the result is validated as a whole.
 
@@ -270,6 +312,7 @@ def build_router(
         status_code=204,
         tags=["subscriptions"],
         dependencies=api_key,
+        responses=errors(404),
     )
     async def delete(subscription_id: str) -> Response:
         if not await store.delete(subscription_id):
@@ -280,6 +323,7 @@ def build_router(
         "/subscriptions/{subscription_id}/rotate-secret",
         tags=["subscriptions"],
         dependencies=api_key,
+        responses=errors(404, 409),
     )
     async def rotate(
         subscription_id: str, grace_hours: float = Query(24.0, ge=0, le=24 * 30)
@@ -314,7 +358,9 @@ def build_router(
             "previous_secrets_valid_until": [s.expires_at.isoformat() for s in keep],
         }
 
-    @router.get("/subscriptions/{subscription_id}/alerts", tags=["alerts"])
+    @router.get(
+        "/subscriptions/{subscription_id}/alerts", tags=["alerts"], responses=errors(401, 404)
+    )
     async def alerts(
         subscription: Subscription = Depends(reader),  # noqa: B008 - a closure dependency
         since: str | None = Query(None, description="An alert id, or a time (ISO 8601 / Unix)"),
@@ -337,7 +383,12 @@ def build_router(
             "next_since": items[-1]["id"] if items else since,
         }
 
-    @router.get("/subscriptions/{subscription_id}/stream", tags=["alerts"])
+    @router.get(
+        "/subscriptions/{subscription_id}/stream",
+        tags=["alerts"],
+        response_class=EventSourceResponse,
+        responses=errors(401, 404),
+    )
     async def stream(
         request: Request,
         subscription: Subscription = Depends(reader),  # noqa: B008 - a closure dependency
@@ -383,7 +434,7 @@ def build_router(
 
         return EventSourceResponse(events(), ping=sse_ping_seconds)
 
-    @router.get("/alerts/{alert_id}", tags=["alerts"], dependencies=api_key)
+    @router.get("/alerts/{alert_id}", tags=["alerts"], dependencies=api_key, responses=errors(404))
     async def alert(alert_id: str) -> dict[str, Any]:
         """An alert with its delivery attempts (when it was sent alone) and dead-letter state."""
         found = await worker.alert(alert_id)
@@ -397,7 +448,11 @@ def build_router(
         }
 
     @router.post(
-        "/alerts/{alert_id}/redeliver", status_code=202, tags=["alerts"], dependencies=api_key
+        "/alerts/{alert_id}/redeliver",
+        status_code=202,
+        tags=["alerts"],
+        dependencies=api_key,
+        responses=errors(404, 409),
     )
     async def redeliver(alert_id: str) -> dict[str, Any]:
         """Queue an alert again (e.g. after a dead letter), with a fresh retry budget."""

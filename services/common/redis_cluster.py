@@ -24,6 +24,7 @@ from pathlib import Path
 import redis
 
 from services.common.redis_server import RedisServer, bundled_binary, find_redis_server, free_port
+from services.common.streams import as_text
 
 #: Every slot of a Redis Cluster; a cluster is whole when its masters cover all of them.
 SLOTS = 16384
@@ -139,9 +140,7 @@ class LocalCluster:
     def _node_ready(self, node: RedisServer) -> bool:
         client = self.client(node)
         try:
-            info = client.execute_command("CLUSTER", "INFO")
-            text = info.decode() if isinstance(info, bytes) else str(info)
-            if "cluster_state:ok" not in text:
+            if "cluster_state:ok" not in as_text(client.execute_command("CLUSTER", "INFO")):
                 return False
             role = client.execute_command("ROLE")
             if role[0] in (b"slave", "slave"):
@@ -262,8 +261,7 @@ class LocalCluster:
         for node in self.live_nodes():
             client = self.client(node)
             try:
-                out = client.execute_command("CLUSTER", "NODES")
-                return out.decode() if isinstance(out, bytes) else str(out)
+                return as_text(client.execute_command("CLUSTER", "NODES"))
             except redis.RedisError as exc:
                 return f"CLUSTER NODES failed on {node.port}: {exc}"
             finally:

@@ -42,12 +42,13 @@ class SubscriptionStore:
     def __init__(self, client: aioredis.Redis, names: StreamNames) -> None:
         self.client = client
         self.names = names
-        self.index_key = names.key("subscriptions")
-        self.version_key = names.key("subscriptions", "version")
-        self.changes_key = names.key("subscriptions", "changes")
+        # One slot for the whole store (streams.py): a write and its change notice are one MULTI.
+        self.index_key = names.subscriptions_key("subscriptions")
+        self.version_key = names.subscriptions_key("subscriptions", "version")
+        self.changes_key = names.subscriptions_key("subscriptions", "changes")
 
     def _key(self, subscription_id: str) -> str:
-        return self.names.key("subscription", subscription_id)
+        return self.names.subscriptions_key("subscription", subscription_id)
 
     async def put(self, subscription: Subscription) -> None:
         """Create or replace one subscription, and tell every process its index is stale."""

@@ -27,11 +27,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 
 #: Groups in one pipeline at most; more wait for the next one (bounds one reply's size).
 MAX_GROUPS = 512
 
-Fill = Callable[[Pipeline], None]
+#: A single node's or a cluster's non-transactional pipeline.
+PipelineLike = Pipeline | ClusterPipeline
+Fill = Callable[[PipelineLike], None]
 
 
 class CommandBatcher:
@@ -42,6 +45,7 @@ class CommandBatcher:
         self.max_groups = max_groups
         self._pending: list[tuple[Fill, asyncio.Future[list[Any]]]] = []
         self._scheduled = False
+        self._sending: set[asyncio.Task[None]] = set()  # referenced until done
 
     async def run(self, fill: Fill) -> list[Any]:
         """The results of the commands ``fill`` adds, in order; raises the first error."""
@@ -57,7 +61,9 @@ class CommandBatcher:
         pending, self._pending = self._pending, []
         for start in range(0, len(pending), self.max_groups):
             batch = pending[start : start + self.max_groups]
-            asyncio.get_running_loop().create_task(self._send(batch))
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[tuple[Fill, asyncio.Future[list[Any]]]]) -> None:
         live: list[tuple[int, int, asyncio.Future[list[Any]]]] = []
@@ -66,14 +72,12 @@ class CommandBatcher:
                 for fill, future in batch:
                     if future.done():  # its task was cancelled meanwhile
                         continue
-                    first = len(pipe.command_stack)
+                    first = len(pipe)  # commands queued so far (cluster pipelines too)
                     try:
                         fill(pipe)
-                    except Exception as exc:  # a bad argument fails its own group only
-                        del pipe.command_stack[first:]
+                    except Exception as exc:  # a bad argument fails its own group
                         future.set_exception(exc)
-                        continue
-                    live.append((first, len(pipe.command_stack), future))
+                    live.append((first, len(pipe), future))
                 results = await pipe.execute(raise_on_error=False) if live else []
         except BaseException as exc:  # the connection failed: every group gets the error
             for _, _, future in live:
@@ -97,6 +101,6 @@ class CommandBatcher:
                 future.set_result(mine)
 
 
-def eval_script(pipe: Pipeline, source: str, keys: list[str], args: list[Any]) -> None:
+def eval_script(pipe: PipelineLike, source: str, keys: list[str], args: list[Any]) -> None:
     """Add a script call to ``pipe`` (see the module docstring for why ``EVAL``)."""
     pipe.eval(source, len(keys), *keys, *args)

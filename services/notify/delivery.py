@@ -30,6 +30,7 @@ retry budget.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -41,12 +42,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from redis.asyncio.client import Pipeline
 
 from services.common.models import Alert, utcnow
 from services.common.streams import DATA_FIELD, StreamNames, as_text
 from services.notify.alerts import ALERT_TTL_SECONDS, AlertKeys, QueueItem
-from services.notify.batching import CommandBatcher, eval_script
+from services.notify.batching import CommandBatcher, PipelineLike, eval_script
 from services.notify.channels.base import (
     Channel,
     DeliveryOutcome,
@@ -289,6 +289,7 @@ class DeliveryWorker:
         max_active: int = MAX_ACTIVE,
         max_digest: int = MAX_DIGEST_ALERTS,
         rng: random.Random | None = None,
+        shards: Sequence[int] | None = None,
     ) -> None:
         self.client = client
         self.names = names
@@ -304,6 +305,10 @@ class DeliveryWorker:
         self.max_active = max_active
         self.max_digest = max_digest
         self.rng = rng
+        #: The subscription shards this process delivers for (all by default; a replica
+        #: given a share of the partitions serves the same share of shards).
+        self.shards = list(range(names.partitions)) if shards is None else list(shards)
+        self._next_shard = 0
         self.batcher = CommandBatcher(client)
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -339,17 +344,24 @@ class DeliveryWorker:
             await asyncio.gather(*self._inflight.values(), return_exceptions=True)
 
     async def claim(self, limit: int | None = None) -> list[str]:
-        """Subscriptions due now that this process is not already draining (leased to us)."""
+        """Subscriptions due now that this process is not already draining (leased to us):
+        at most ``limit`` (default ``claim_batch``), from the shards in turn."""
         now = self.now()
         count = self.claim_batch if limit is None else max(0, min(limit, self.claim_batch))
-        if count == 0:
-            return []
-        [raw] = await self.batcher.run(
-            lambda pipe: eval_script(
-                pipe, _CLAIM, [self.keys.due], [now, now + self.lease_seconds, count]
+        sids: list[str] = []
+        # One due set per shard, each in its own slot; start at a different one each time so
+        # that a busy first shard does not starve the others.
+        start = self._next_shard
+        self._next_shard = (start + 1) % len(self.shards) if self.shards else 0
+        for i in range(len(self.shards)):
+            if len(sids) >= count:
+                break
+            key = self.keys.due_in(self.shards[(start + i) % len(self.shards)])
+            args = [now, now + self.lease_seconds, count - len(sids)]
+            [raw] = await self.batcher.run(
+                functools.partial(eval_script, source=_CLAIM, keys=[key], args=args)
             )
-        )
-        sids = [as_text(s) for s in raw]
+            sids += [as_text(s) for s in raw]
         return [sid for sid in sids if sid not in self._inflight]
 
     async def tick(self) -> int:
@@ -409,10 +421,10 @@ class DeliveryWorker:
                     if wait_until is None:
                         await self._finish(sid)
                     else:
-                        await self.client.zadd(self.keys.due, {sid: wait_until}, xx=True)
+                        await self.client.zadd(self.keys.due_for(sid), {sid: wait_until}, xx=True)
                     return
             else:
-                raws = await self._alert_raws(flight.alert_ids)
+                raws = await self._alert_raws(flight.alert_ids, sid)
             alerts = [Alert.model_validate_json(raw) for raw in raws if raw]
             if not alerts:  # records expired: nothing left to send
                 state = await self._complete_and_load(sid, flight, lookahead)
@@ -451,11 +463,12 @@ class DeliveryWorker:
                 state = await self._delivered(sid, flight, outcome, lookahead)
                 self._observe_end_to_end(kind, flight.digest, alerts)
                 continue
-            attempts = await self._record(flight.id, outcome)
+            attempts = await self._record(flight.id, outcome, sid)
             if outcome.status is OutcomeStatus.RETRYABLE:
                 delay = self.policy.next_delay(attempts, outcome.retry_after, self.rng)
                 if delay is not None:
-                    await self.client.zadd(self.keys.due, {sid: self.now() + delay}, xx=True)
+                    due = self.keys.due_for(sid)
+                    await self.client.zadd(due, {sid: self.now() + delay}, xx=True)
                     return
                 why = f"gave up after {attempts} attempts: {outcome.reason}"
                 await self._dead_letter(flight, alerts, kind, why)
@@ -486,16 +499,21 @@ class DeliveryWorker:
             histogram.observe(max(0.0, (now - at).total_seconds()))
 
     async def refresh_backlog(self) -> None:
-        """Set the backlog gauges from the ``due`` sorted set (three cheap commands)."""
+        """Set the backlog gauges from the ``due`` sorted sets (three cheap commands each)."""
         now = self.now()
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.zcount(self.keys.due, "-inf", now)
-            pipe.zcard(self.keys.due)
-            pipe.zrange(self.keys.due, 0, 0, withscores=True)
-            due, total, oldest = await pipe.execute()
+        due = total = 0
+        oldest: list[Any] = []
+        for shard in self.shards:
+            key = self.keys.due_in(shard)
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.zcount(key, "-inf", now)
+                pipe.zcard(key)
+                pipe.zrange(key, 0, 0, withscores=True)
+                shard_due, shard_total, shard_oldest = await pipe.execute()
+            due, total, oldest = due + shard_due, total + shard_total, oldest + shard_oldest
         self.metrics.backlog.labels("due").set(due)
         self.metrics.backlog.labels("waiting").set(total - due)
-        age = now - float(oldest[0][1]) if oldest else 0.0
+        age = now - min(float(o[1]) for o in oldest) if oldest else 0.0
         self.metrics.oldest_due_seconds.set(max(0.0, age))
 
     async def _plan(
@@ -566,9 +584,9 @@ class DeliveryWorker:
             notification_id, tuple(item.member for item in items), alert_ids, digest, reason
         )
         inflight_key = self.keys.inflight(sid)
-        alert_keys = [self.keys.alert(a) for a in alert_ids]
+        alert_keys = [self.keys.alert(a, sid) for a in alert_ids]
 
-        def fill(pipe: Pipeline) -> None:
+        def fill(pipe: PipelineLike) -> None:
             if count_sent is not None:
                 eval_script(pipe, _COUNT, [count_sent[0]], [count_sent[1]])
             pipe.set(inflight_key, flight.dumps())
@@ -578,10 +596,10 @@ class DeliveryWorker:
         results = await self.batcher.run(fill)
         return flight, None, results[len(results) - len(alert_keys) :]
 
-    async def _alert_raws(self, alert_ids: Sequence[str]) -> list[bytes | None]:
-        keys = [self.keys.alert(a) for a in alert_ids]
+    async def _alert_raws(self, alert_ids: Sequence[str], sid: str) -> list[bytes | None]:
+        keys = [self.keys.alert(a, sid) for a in alert_ids]
 
-        def fill(pipe: Pipeline) -> None:
+        def fill(pipe: PipelineLike) -> None:
             for key in keys:
                 pipe.get(key)
 
@@ -589,7 +607,9 @@ class DeliveryWorker:
 
     # --- batched groups: each touches one subscription's keys (and the due set) -------------
 
-    def _add_load(self, pipe: Pipeline, sid: str, lookahead: int, with_subscription: bool) -> None:
+    def _add_load(
+        self, pipe: PipelineLike, sid: str, lookahead: int, with_subscription: bool
+    ) -> None:
         pipe.get(self.store.version_key)
         pipe.get(self.keys.inflight(sid))
         pipe.lrange(self.keys.queue(sid), 0, lookahead - 1)
@@ -615,18 +635,18 @@ class DeliveryWorker:
 
     async def _finish(self, sid: str) -> None:
         """Unschedule ``sid`` if its queue is empty, else leave it due (``_FINISH``)."""
-        keys = [self.keys.queue(sid), self.keys.due]
+        keys = [self.keys.queue(sid), self.keys.due_for(sid)]
         now = self.now()
         await self.batcher.run(lambda pipe: eval_script(pipe, _FINISH, keys, [sid, now]))
 
-    def _add_complete(self, pipe: Pipeline, sid: str, flight: InFlight) -> None:
+    def _add_complete(self, pipe: PipelineLike, sid: str, flight: InFlight) -> None:
         """Pop the flight's alerts off the queue and forget it (``_COMPLETE``)."""
         eval_script(
             pipe, _COMPLETE, [self.keys.queue(sid), self.keys.inflight(sid)], list(flight.members)
         )
 
     async def _complete_and_load(self, sid: str, flight: InFlight, lookahead: int) -> _Loaded:
-        def fill(pipe: Pipeline) -> None:
+        def fill(pipe: PipelineLike) -> None:
             self._add_complete(pipe, sid, flight)
             self._add_load(pipe, sid, lookahead, False)
 
@@ -639,14 +659,14 @@ class DeliveryWorker:
         """Record the attempt, complete the flight, extend our lease and load the next state,
         in one group: one shared round trip per delivered notification after the send."""
         record = self._attempt_entry(outcome)
-        attempts_key = self.keys.attempts(flight.id)
+        attempts_key = self.keys.attempts(flight.id, sid)
         lease = self.now() + self.lease_seconds
 
-        def fill(pipe: Pipeline) -> None:
+        def fill(pipe: PipelineLike) -> None:
             eval_script(pipe, _RECORD, [attempts_key], [record, ALERT_TTL_SECONDS])
             self._add_complete(pipe, sid, flight)
             # Extend our lease while a long queue drains, so no other worker takes it over.
-            pipe.zadd(self.keys.due, {sid: lease}, xx=True)
+            pipe.zadd(self.keys.due_for(sid), {sid: lease}, xx=True)
             self._add_load(pipe, sid, lookahead, False)
 
         results = await self.batcher.run(fill)
@@ -655,24 +675,27 @@ class DeliveryWorker:
     def _attempt_entry(self, outcome: DeliveryOutcome) -> str:
         return json.dumps({"at": self.clock().isoformat(), **outcome.to_dict()})
 
-    async def _record(self, notification_id: str, outcome: DeliveryOutcome) -> int:
+    async def _record(
+        self, notification_id: str, outcome: DeliveryOutcome, sid: str | None = None
+    ) -> int:
         """Append to the notification's attempt log; returns how many attempts it has."""
         record = self._attempt_entry(outcome)
-        key = self.keys.attempts(notification_id)
+        key = self.keys.attempts(notification_id, sid)
         [count] = await self.batcher.run(
             lambda pipe: eval_script(pipe, _RECORD, [key], [record, ALERT_TTL_SECONDS])
         )
         return int(count)
 
-    async def attempts(self, notification_id: str) -> list[dict[str, Any]]:
-        raw = await self.client.lrange(self.keys.attempts(notification_id), 0, -1)
+    async def attempts(self, notification_id: str, sid: str | None = None) -> list[dict[str, Any]]:
+        raw = await self.client.lrange(self.keys.attempts(notification_id, sid), 0, -1)
         return [json.loads(item) for item in raw]
 
     async def _dead_letter(
         self, flight: InFlight, alerts: Sequence[Alert], channel: str, reason: str
     ) -> None:
         """One ``alerts:dead`` record per alert, each with every attempt's outcome."""
-        attempts = await self.attempts(flight.id)
+        flight_sid = alerts[0].subscription_id  # a flight is one subscription's
+        attempts = await self.attempts(flight.id, flight_sid)
         for alert in alerts:
             record = {
                 "type": "dead_alert",
@@ -687,10 +710,10 @@ class DeliveryWorker:
                 "dead_at": self.clock().isoformat(),
             }
             entry_id = await self.client.xadd(
-                self.names.alerts_dead, {DATA_FIELD: json.dumps(record)}
+                self.keys.alerts_dead_for(flight_sid), {DATA_FIELD: json.dumps(record)}
             )
             await self.client.set(
-                self.keys.dead_entry(alert.id), as_text(entry_id), ex=ALERT_TTL_SECONDS
+                self.keys.dead_entry(alert.id, flight_sid), as_text(entry_id), ex=ALERT_TTL_SECONDS
             )
             self.metrics.dead_total.labels(channel if channel in CHANNELS else "none").inc()
             log.warning("alert %s dead-lettered: %s", alert.id, reason)
@@ -724,9 +747,16 @@ class DeliveryWorker:
             log.info("subscription %s: %s, but it has a new destination since", sid, reason)
         return result
 
-    async def alert(self, alert_id: str) -> Alert | None:
-        """The stored alert (None once it expired)."""
-        raw = await self.client.get(self.keys.alert(alert_id))
+    async def alert(self, alert_id: str, sid: str | None = None) -> Alert | None:
+        """The stored alert (None once it expired). Without its subscription id, with several
+        shards, each shard is asked (N GETs): an alert id does not name its subscription."""
+        if sid is None and self.names.partitions > 1:
+            for shard in range(self.names.partitions):
+                raw = await self.client.get(self.names.shard_key(shard, "alert", alert_id))
+                if raw:
+                    return Alert.model_validate_json(raw)
+            return None
+        raw = await self.client.get(self.keys.alert(alert_id, sid))
         return Alert.model_validate_json(raw) if raw else None
 
 

@@ -24,9 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
-import redis
-from redis.cluster import ClusterNode, RedisCluster
-
+from services.common.connections import sync_client
 from services.common.http import wait_healthy
 from services.common.redis_cluster import LocalCluster
 from services.common.redis_server import RedisServer, free_port
@@ -96,19 +94,6 @@ class ClusterSpec:
     masters: int = 3
     replicas_per_master: int = 1
     partitions: int = 3
-
-
-def sync_client(url: str, *, cluster: bool, **kwargs: Any) -> Any:
-    """A blocking client: ``redis.Redis`` for one server, ``RedisCluster`` seeded with every
-    node of a comma-separated ``url`` (it learns the topology, and follows a failover)."""
-    if not cluster:
-        return redis.Redis.from_url(url, **kwargs)
-    nodes = []
-    for one in url.split(","):
-        address = one.strip().split("://", 1)[-1].split("/", 1)[0]
-        host, _, port = address.rpartition(":")
-        nodes.append(ClusterNode(host, int(port)))
-    return RedisCluster(startup_nodes=nodes, **kwargs)
 
 
 @dataclass

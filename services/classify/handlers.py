@@ -66,7 +66,12 @@ class ClassifyMetrics:
 
 
 class ClassifyEntries:
-    """The batch handler of ``articles:accepted`` (a ``BatchHandler``, see common/consumer.py)."""
+    """The batch handler of ``articles:accepted`` (a ``BatchHandler``, see common/consumer.py).
+
+    One per partition: it reads partition ``partition`` of ``articles:accepted`` and writes the
+    same partition of ``articles:classified``, so an article stays in the partition that owns
+    it from ingest to notify.
+    """
 
     def __init__(
         self,
@@ -76,9 +81,12 @@ class ClassifyEntries:
         holder: ClassifierHolder,
         dead_letters: DeadLetters,
         metrics: ClassifyMetrics,
+        partition: int = 0,
     ) -> None:
         self.redis = redis
         self.names = names
+        self.source = names.accepted_in(partition)
+        self.target = names.classified_in(partition)
         self.holder = holder
         self.dead_letters = dead_letters
         self.metrics = metrics
@@ -96,7 +104,7 @@ class ClassifyEntries:
                 except ValidationError as exc:
                     # Only ingest writes this stream; a bad entry is a bug: dead-letter it now.
                     await self.dead_letters.write(
-                        self.names.accepted,
+                        self.source,
                         GROUP_CLASSIFY,
                         entry,
                         "invalid article: " + str(field_errors(exc)[:3]),
@@ -111,7 +119,7 @@ class ClassifyEntries:
                     entities=result.entities,
                     taxonomy_version=result.taxonomy_version,
                 )
-                pipe.xadd(self.names.classified, encode(classified))
+                pipe.xadd(self.target, encode(classified))
                 metrics.articles_total.labels("tagged" if result.topics else "untagged").inc()
                 for topic in result.topics:
                     if topic.id in topic_ids:

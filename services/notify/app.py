@@ -59,7 +59,7 @@ def create_app(
     store = SubscriptionStore(runtime.redis, runtime.names)
     index = SubscriptionIndex(store, Percolator(runtime.registry))
     writer = AlertWriter(runtime.redis, runtime.names)
-    stories = RedisNearDuplicates(runtime.redis, settings.stream_prefix)
+    stories = RedisNearDuplicates(runtime.redis, key_prefix=runtime.names.neardup_key("neardup"))
     if channels is None:
         channels = {
             "webhook": WebhookChannel(

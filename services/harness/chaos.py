@@ -369,8 +369,6 @@ def run(config: ChaosConfig, *, workdir: Path | None = None, progress: Any = Non
 def _server(client: redis.Redis) -> str:
     info: Any = client.info("server")
     persistence: Any = client.info("persistence")
-    if isinstance(client, RedisCluster):  # one reply per node: the servers are alike
-        info, persistence = next(iter(info.values())), next(iter(persistence.values()))
     product = "valkey" if "valkey_version" in info else "redis"
     version = info.get("valkey_version") or info.get("redis_version")
     aof = "appendonly yes" if int(persistence.get("aof_enabled", 0)) else "appendonly no"

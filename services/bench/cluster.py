@@ -137,6 +137,24 @@ def format_figures(f: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def register_bench(bench_subparsers: Any) -> None:
+    """Add ``--cluster`` to ``topicwatch bench pipeline`` (registered before this)."""
+    parser = bench_subparsers.choices["pipeline"]
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="instead: relay and end to end on a local 3-master cluster with 1 and 3 "
+        "partitions, a classify and a notify per partition (--quick, --articles, "
+        "--subscriptions and --json apply)",
+    )
+    single = parser.get_default("func")
+
+    def dispatch(args: argparse.Namespace) -> int:
+        return cmd(args) if args.cluster else int(single(args))
+
+    parser.set_defaults(func=dispatch)
+
+
 def cmd(args: argparse.Namespace) -> int:
     sizes = QUICK if args.quick else FULL
     if args.articles is not None:

@@ -635,10 +635,6 @@ def format_figures(f: dict[str, Any]) -> str:
 
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
-    if args.cluster:
-        from services.bench import cluster
-
-        return cluster.cmd(args)
     sizes = QUICK if args.quick else FULL
     overrides = {
         k: v
@@ -675,10 +671,4 @@ def register_bench(bench_subparsers: Any) -> None:
     parser.add_argument("--fanout-articles", type=int, help="default 20")
     parser.add_argument("--rates", type=positive_ints, help="latency rates (default 100,500,1000)")
     parser.add_argument("--rate-seconds", type=float, help="seconds per rate (default 10)")
-    parser.add_argument(
-        "--cluster",
-        action="store_true",
-        help="instead: relay and end to end on a local 3-master cluster with 1 and 3 "
-        "partitions (services/bench/cluster.py)",
-    )
     parser.set_defaults(func=cmd_bench_pipeline)

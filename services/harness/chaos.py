@@ -74,6 +74,9 @@ class ChaosConfig:
     master_kills: int = 1
     """Cluster mode: masters SIGKILLed while articles flow (each then started again, and it
     rejoins as a replica)."""
+    redis_wait_replicas: int | None = None
+    """``TOPICWATCH_REDIS_WAIT_REPLICAS`` for the services: by default 1 on a cluster (every
+    master has a replica), 0 on one server."""
 
 
 @dataclass
@@ -268,6 +271,11 @@ def run(config: ChaosConfig, *, workdir: Path | None = None, progress: Any = Non
                 "TOPICWATCH_DELIVERY_LEASE_SECONDS": str(config.lease_seconds),
                 "TOPICWATCH_WEBHOOK_TIMEOUT": str(max(1.0, config.lease_seconds / 2)),
                 "TOPICWATCH_PARTITIONS": str(config.partitions),
+                "TOPICWATCH_REDIS_WAIT_REPLICAS": str(
+                    config.redis_wait_replicas
+                    if config.redis_wait_replicas is not None
+                    else int(config.cluster)
+                ),
             },
             cluster=ClusterSpec(partitions=config.partitions) if config.cluster else None,
         )

@@ -59,29 +59,35 @@ def test_partition_tags_spread_over_the_slot_space() -> None:
         _ = tagged.accepted
 
 
-def seed_variant(seed: dict, n: int) -> dict:
-    return {
-        **seed,
-        "url": f"https://www.dailysabah.com/defence/s400-second-regiment-{n}",
-        "title": f"{seed['title']} (update {n})",
-    }
+EXAMPLES = ROOT / "examples" / "articles"
+#: Three different stories (near-duplicates would fold into one alert per subscriber).
+TOPICS = ["air-defence-procurement", "missile-test", "sanctions"]
+
+
+def stories(seed: dict) -> list[dict]:
+    briefs = {}
+    for line in (EXAMPLES / "briefs.jsonl").read_text(encoding="utf-8").splitlines():
+        brief = json.loads(line)
+        briefs[brief["id"]] = brief
+    return [seed, briefs["example-hwasong"], briefs["example-drone-sanctions"]]
 
 
 def one_article_per_partition(seed: dict, names: StreamNames) -> dict[int, dict]:
-    """Variants of the seed article whose ids (their dedup identity) route to each
-    partition: the test must not depend on luck to cover them all."""
+    """A different story in each partition: a URL is chosen for each so that its id (the
+    dedup identity) routes it there; the test must not depend on luck to cover them all."""
     chosen: dict[int, dict] = {}
-    n = 0
-    while len(chosen) < names.partitions:
-        article = seed_variant(seed, n)
-        url = canonical_url_or_none(article["url"])
-        partition = names.partition_of(article_id_for(url, "unused: the url decides"))
-        chosen.setdefault(partition, article)
-        n += 1
+    for partition, story in enumerate(stories(seed)[: names.partitions]):
+        n = 0
+        while partition not in chosen:
+            url = f"https://news.example.com/{story.get('id', 'seed')}/{n}"
+            article_id = article_id_for(canonical_url_or_none(url), "unused: the url decides")
+            if names.partition_of(article_id) == partition:
+                chosen[partition] = {**{k: v for k, v in story.items() if k != "id"}, "url": url}
+            n += 1
     return chosen
 
 
-@pytest.fixture(params=["cluster-1"])
+@pytest.fixture(params=["cluster-3", "single-3", "cluster-1"])
 def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -129,7 +135,7 @@ def test_every_subscriber_gets_each_article_once_in_order(
                 f"{stack['notify'].url}/v1/subscriptions",
                 json={
                     "name": f"desk {i}",
-                    "topics": ["air-defence-procurement"],
+                    "topics": TOPICS,
                     "webhook_url": receiver.url,
                 },
                 headers=AUTH,

@@ -240,3 +240,21 @@ def test_a_changed_partition_count_is_refused(redis_url: str, tmp_path: Path) ->
     assert done.returncode != 0
     assert "unpartitioned topicwatch data" in done.stderr
     client.close()
+
+
+async def test_cluster_mode_checks_every_master(redis_cluster_url: str) -> None:
+    """Each master's INFO is judged; a finding names the masters it was found on (the
+    shared test cluster runs without persistence: one warning for all three)."""
+    from services.common.connections import async_client, is_cluster
+    from services.common.redis_requirements import check_server
+
+    client = async_client(redis_cluster_url, cluster=True)
+    try:
+        assert is_cluster(client)
+        report = await check_server(client, require_persistence=False)
+    finally:
+        await client.aclose()
+    assert report.product == "Valkey" and not report.errors
+    [warning] = report.warnings
+    assert "persistence is off" in warning
+    assert warning.count("127.0.0.1:") == 3

@@ -84,7 +84,7 @@ class Settings(EarlySettings):
     redis_cluster: bool = Field(
         default=False,
         description="Talk to a Redis/Valkey Cluster (`TOPICWATCH_REDIS_URL` names any node): "
-        "keys carry hash tags so that every script touches one slot (docs/scaling.md).",
+        "keys carry hash tags so that every script touches one slot (docs/architecture.md).",
     )
     partitions: int = Field(
         default=1,

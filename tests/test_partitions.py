@@ -315,7 +315,7 @@ def test_replicas_share_the_partitions(redis_url: str, tmp_path: Path, seed_arti
                 for r in receiver.requests
             }
             assert len(receiver.requests) == 9 and len(pairs) == 9
-        assert {s["id"] for (s,) in [(s,) for s in subs]} == {sid for sid, _ in pairs}
+        assert {s["id"] for s in subs} == {sid for sid, _ in pairs}
         client = redis.Redis.from_url(redis_url, decode_responses=True)
         try:
             for service, group, stream_of in (

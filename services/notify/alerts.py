@@ -165,13 +165,13 @@ class AlertWriter:
         sid = alert.subscription_id
         story = story_id or alert.article.id
         created = await self._create(
-            keys=[
-                self.keys.alert(alert.id),
-                self.names.alerts,
+            keys=[  # all in the subscription's shard slot (AlertKeys)
+                self.keys.alert(alert.id, sid),
+                self.keys.alerts_for(sid),
                 self.keys.queue(sid),
-                self.keys.due,
+                self.keys.due_for(sid),
                 self.keys.history(sid),
-                self.keys.position(alert.id),
+                self.keys.position(alert.id, sid),
                 self.keys.story(sid, story),
             ],
             args=[
@@ -188,21 +188,23 @@ class AlertWriter:
         )
         if isinstance(created, (bytes, str)):
             target = as_text(created)
-            if await self.add_reported_by(target, alert.article):
+            if await self.add_reported_by(target, alert.article, sid):
                 return "folded", target
             # The story's alert has expired: this article starts the story again.
             await self.client.delete(self.keys.story(sid, story))
             return await self.create_or_fold(alert, now=now, deliver=deliver, story_id=story)
         return ("new" if created else "duplicate"), alert.id
 
-    async def add_reported_by(self, alert_id: str, article: AlertArticle) -> bool:
+    async def add_reported_by(
+        self, alert_id: str, article: AlertArticle, sid: str | None = None
+    ) -> bool:
         """List ``article`` on the alert (once); False if the alert no longer exists.
 
         Optimistic (WATCH/MULTI): two processes folding into one alert at once both land.
         Delivery reads the alert record when it sends, so an alert still waiting (digest,
         mute, retry) goes out with every outlet known by then.
         """
-        key = self.keys.alert(alert_id)
+        key = self.keys.alert(alert_id, sid)
         async with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -225,12 +227,15 @@ class AlertWriter:
                 except WatchError:
                     continue
 
-    async def get(self, alert_id: str) -> Alert | None:
-        raw = await self.client.get(self.keys.alert(alert_id))
+    async def get(self, alert_id: str, sid: str | None = None) -> Alert | None:
+        raw = await self.client.get(self.keys.alert(alert_id, sid))
         return Alert.model_validate_json(raw) if raw else None
 
-    async def get_many(self, alert_ids: Sequence[str]) -> list[Alert | None]:
+    async def get_many(
+        self, alert_ids: Sequence[str], sid: str | None = None
+    ) -> list[Alert | None]:
+        """Alerts of one subscription (one slot: one MGET)."""
         if not alert_ids:
             return []
-        raws = await self.client.mget([self.keys.alert(a) for a in alert_ids])
+        raws = await self.client.mget([self.keys.alert(a, sid) for a in alert_ids])
         return [Alert.model_validate_json(raw) if raw else None for raw in raws]

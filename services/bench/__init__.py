@@ -7,6 +7,8 @@ Benchmarks print figures (tests never time anything); ``make bench`` runs the pe
 * ``classify``  articles/s for the default taxonomy and a generated 1,000-topic one
 * ``percolate`` articles/s matched against 1,000 / 10,000 / 100,000 stored queries
 * ``delivery``  notify alone: classified article -> signed webhook, latency and throughput
+* ``pipeline --cluster``  the same pipe on a local 3-master cluster, 1 and 3 partitions
+* ``memory``    bytes per subscription in Redis and in a notify process (docs/scaling.md)
 
 It is on the CLI side (beside ``services/cli.py``): it may import every service, and no service
 imports it (import-linter enforces that, see pyproject.toml).
@@ -16,10 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.bench import classify, delivery, ingest, percolate, pipeline
+from services.bench import classify, cluster, delivery, ingest, memory, percolate, pipeline
 
 
 def register_bench(bench_subparsers: Any) -> None:
     """Add every benchmark under ``topicwatch bench``."""
-    for module in (classify, percolate, delivery, ingest, pipeline):
+    for module in (classify, percolate, delivery, ingest, pipeline, cluster, memory):
         module.register_bench(bench_subparsers)

@@ -50,7 +50,7 @@ from services.bench.stream import RealisticStream, StreamArticle, subscriptions
 from services.common.models import Article, ClassifiedArticle, TopicTag
 from services.common.streams import DATA_FIELD, StreamNames, encode
 from services.harness.articles import FILLER
-from services.harness.stack import Replica, Stack
+from services.harness.stack import ClusterSpec, Replica, Stack
 
 # --- sizes -------------------------------------------------------------------------------------
 
@@ -102,11 +102,25 @@ def say(message: str) -> None:
 class Bench:
     """The stack, the receiver and a Redis client for one run; what every figure needs."""
 
-    def __init__(self, sizes: Sizes, workdir: Path) -> None:
+    def __init__(
+        self,
+        sizes: Sizes,
+        workdir: Path,
+        *,
+        cluster: ClusterSpec | None = None,
+        replicas: dict[str, int] | None = None,
+    ) -> None:
         self.sizes = sizes
-        self.stack = Stack(workdir, settings_env={"TOPICWATCH_LOG_LEVEL": "WARNING"})
+        self.stack = Stack(
+            workdir,
+            replicas=replicas,
+            settings_env={"TOPICWATCH_LOG_LEVEL": "WARNING"},
+            cluster=cluster,
+        )
         self.receiver: ReceiverProcess | None = None
-        self.names = StreamNames()
+        self.names = (
+            StreamNames(partitions=cluster.partitions, tagged=True) if cluster else StreamNames()
+        )
         self.stream = RealisticStream()
         self._client: redis.Redis | None = None
         self._http: httpx.Client | None = None
@@ -115,7 +129,7 @@ class Bench:
         self.receiver = ReceiverProcess()
         self.stack.start()
         self.receiver.wait_ready()
-        self._client = redis.Redis.from_url(self.stack.redis_url)
+        self._client = self.stack.client()
         self._http = httpx.Client(timeout=30)
         return self
 
@@ -151,16 +165,21 @@ class Bench:
         pids = {r.name: r.process.pid for r in self.replicas() if r.process and r.alive()}
         if self.stack.redis.process is not None:
             pids["redis"] = self.stack.redis.process.pid
+        if self.stack.cluster is not None:
+            for i, node in enumerate(self.stack.cluster.nodes):
+                if node.process is not None:
+                    pids[f"redis-{i}"] = node.process.pid
         pids["receiver"] = self.recv.pid
         return pids
 
     def cpu(self) -> CpuMeter:
         return CpuMeter(self.pids()).start()
 
-    def add_replica(self, service: str) -> Replica:
-        """Start one more process of ``service`` (the fan-out's second notify)."""
+    def add_replica(self, service: str, env: dict[str, str] | None = None) -> Replica:
+        """Start one more process of ``service`` (the fan-out's second notify; with ``env``,
+        a consumer of some partitions: ``TOPICWATCH_CONSUME_PARTITIONS``)."""
         index = len(self.replicas(service)) + 1
-        replica = Replica(service, index, self.stack.env(), self.stack.workdir)
+        replica = Replica(service, index, {**self.stack.env(), **(env or {})}, self.stack.workdir)
         replica.start()
         self.stack.replicas.append(replica)
         replica.wait_healthy()
@@ -189,7 +208,8 @@ class Bench:
         A service acknowledges an entry only after what it produced is written, so when the
         three are drained at one look, every article has gone all the way through.
         """
-        for stream in (self.names.ingest, self.names.accepted, self.names.classified):
+        names = self.names
+        for stream in (names.ingest, *names.accepted_streams, *names.classified_streams):
             try:
                 last = self.client.xinfo_stream(stream)["last-generated-id"]
             except redis.ResponseError:  # no such stream yet: nothing written to it

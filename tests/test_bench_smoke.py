@@ -120,6 +120,12 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
     for run in (one, two):
         assert run["subscriptions"] == quick["fanout_subscriptions"]
         assert run["deliveries"] == quick["fanout_subscriptions"] * quick["fanout_articles"]
+        # every one within the harness's wait, or the table says how many came in time
+        if run["complete"]:
+            assert run["delivered"] == run["deliveries"]
+        else:
+            assert 0 <= run["delivered"] < run["deliveries"]
+            assert f"INCOMPLETE: {run['delivered']:,} of {run['deliveries']:,}" in result.stdout
         assert run["deliveries_per_s"] > 0 and "receiver" in run["cpu_percent"]
     assert "notify-2" in two["cpu_percent"]
     assert two["scaling"] == pytest.approx(
@@ -134,7 +140,7 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
         lat = r["first_webhook"]
         if lat["samples"]:
             assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
-        assert r["http"]["errors"] == 0 and r["http"]["all"]["samples"] > 0
+        assert r["http"]["all"]["samples"] > 0 and isinstance(r["http"]["not_ok"], dict)
 
     # (5) peak RSS of every process
     rss = f["peak_rss_mb"]

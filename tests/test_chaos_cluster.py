@@ -3,9 +3,10 @@ follow without a restart, and the accounting shows nothing lost — the document
 ``TOPICWATCH_REDIS_WAIT_REPLICAS=1`` (docs/scaling.md, "Failover").
 
 ``topicwatch chaos --cluster`` is the full run; this is a small one: 3 masters with a replica
-each (created by the server's own CLI), append-only, 1 ingest, 2 classify and 2 notify in
-cluster mode, services SIGKILLed every ~3 s, one master SIGKILLed (the one holding the
-partition's accepted stream) and started again once its replica has taken over.
+each (created by the server's own CLI), append-only, 3 partitions (one per master), 1 ingest,
+2 classify and 2 notify in cluster mode, services SIGKILLed every ~3 s, one master SIGKILLed
+(the one holding partition 0's accepted stream) and started again once its replica has taken
+over.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def test_a_master_killed_mid_run_loses_nothing(tmp_path: Path) -> None:
         rate=40.0,
         kill_every=3.0,
         cluster=True,
-        partitions=1,
+        partitions=3,
         master_kills=1,
         timeout=180.0,
     )
@@ -40,5 +41,6 @@ def test_a_master_killed_mid_run_loses_nothing(tmp_path: Path) -> None:
     assert result.classified == result.accepted, text
     assert result.created == result.alerts_expected > 10, text
     assert result.delivered == result.alerts_expected, text
+    assert "3 partitions" in text
     # The services followed the new topology: none had to be restarted for it.
     assert sum(result.self_exits.values()) == 0, text

@@ -18,10 +18,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.bench import classify, cluster, delivery, ingest, memory, percolate, pipeline
-
 
 def register_bench(bench_subparsers: Any) -> None:
-    """Add every benchmark under ``topicwatch bench``."""
+    """Add every benchmark under ``topicwatch bench``.
+
+    The modules are imported here, not at the top: the pipeline benchmark's webhook receiver
+    runs as ``python -m services.bench.receiver`` and should not load every benchmark (and
+    the services they import) into its process.
+    """
+    from services.bench import classify, cluster, delivery, ingest, memory, percolate, pipeline
+
     for module in (classify, percolate, delivery, ingest, pipeline, cluster, memory):
         module.register_bench(bench_subparsers)

@@ -40,11 +40,25 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
+def core_share(seconds: float = 0.3) -> float:
+    """The share of one core a busy loop in this process gets now (1.0 on an idle machine).
+
+    On a shared machine this says more than the load average about how much the figures of
+    the moment are depressed: each process of the benchmark gets about this share when it
+    wants a core.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall < seconds:
+        sum(range(1_000))
+    return round((time.process_time() - cpu) / (time.perf_counter() - wall), 2)
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on: they mean little without it."""
     return {
         "cores": os.cpu_count(),
         "load_average": [round(v, 2) for v in os.getloadavg()],
+        "core_share": core_share(),
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

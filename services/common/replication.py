@@ -31,15 +31,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
+from services.common.connections import node_client
+
 #: Seconds the marker keys live: each master has one, rewritten before every WAIT.
 MARKER_TTL_MS = 60_000
-
-#: Connection settings a cluster client's nodes carry that a plain client of one node takes.
-_PLAIN_KWARGS = (
-    "username", "password", "socket_timeout", "socket_connect_timeout", "ssl_keyfile",
-    "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_data", "ssl_check_hostname",
-)  # fmt: skip
-
 
 class NotReplicated(Exception):
     """Fewer replicas than required confirmed the writes in time (the message says where)."""
@@ -101,12 +96,7 @@ class ReplicationBarrier:
     def _plain(self, node: Any) -> aioredis.Redis:
         key = (node.host, node.port)
         if key not in self._nodes:
-            kwargs = {
-                k: v for k, v in node.connection_kwargs.items() if k in _PLAIN_KWARGS and v
-            }
-            if "SSL" in getattr(node.connection_class, "__name__", ""):
-                kwargs["ssl"] = True
-            self._nodes[key] = aioredis.Redis(host=node.host, port=node.port, **kwargs)
+            self._nodes[key] = node_client(node)
         return self._nodes[key]
 
     def _marker(self, node: Any) -> str:

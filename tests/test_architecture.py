@@ -237,8 +237,10 @@ def test_the_copy_finder_finds_copies(tmp_path: Path) -> None:
 
 
 #: Where a Redis client or FastStream broker may be built: the one factory (cluster mode is
-#: decided there), and the fixtures' own server and cluster helpers (they talk to one node).
-CONNECTION_BUILDERS = {"connections.py", "redis_server.py", "redis_cluster.py"}
+#: decided there), the fixtures' own server and cluster helpers (they talk to one node), and
+#: the WAIT barrier (replication.py: WAIT counts replicas of one connection, so it needs a
+#: plain connection to each master of the cluster client it was given).
+CONNECTION_BUILDERS = {"connections.py", "redis_server.py", "redis_cluster.py", "replication.py"}
 _CLIENT_CALLS = ("from_url", "Redis", "RedisCluster", "RedisBroker", "RedisClusterBroker")
 
 

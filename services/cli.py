@@ -158,11 +158,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def _check_embedded(url: str, settings: Settings) -> str | None:
     """Why the embedded server (TOPICWATCH_REDIS_SERVER may name any binary) is unusable."""
-    import redis
-
+    from services.common.connections import sync_client
     from services.common.redis_requirements import check_server_sync
 
-    client = redis.Redis.from_url(url)
+    client = sync_client(url)
     try:
         report = check_server_sync(client, require_persistence=settings.require_persistence)
     finally:

@@ -87,7 +87,10 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
     fast anything was.
     """
     out_json = tmp_path / "pipeline.json"
-    result = _run("pipeline", "--quick", "--json", str(out_json), timeout=300)
+    out_md = tmp_path / "pipeline.md"
+    result = _run(
+        "pipeline", "--quick", "--json", str(out_json), "--markdown", str(out_md), timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     f = json.loads(out_json.read_text())
     quick = f["sizes"]
@@ -120,6 +123,12 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
     for run in (one, two):
         assert run["subscriptions"] == quick["fanout_subscriptions"]
         assert run["deliveries"] == quick["fanout_subscriptions"] * quick["fanout_articles"]
+        # every one within the harness's wait, or the table says how many came in time
+        if run["complete"]:
+            assert run["delivered"] == run["deliveries"]
+        else:
+            assert 0 <= run["delivered"] < run["deliveries"]
+            assert f"INCOMPLETE: {run['delivered']:,} of {run['deliveries']:,}" in result.stdout
         assert run["deliveries_per_s"] > 0 and "receiver" in run["cpu_percent"]
     assert "notify-2" in two["cpu_percent"]
     assert two["scaling"] == pytest.approx(
@@ -134,7 +143,7 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
         lat = r["first_webhook"]
         if lat["samples"]:
             assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
-        assert r["http"]["errors"] == 0 and r["http"]["all"]["samples"] > 0
+        assert r["http"]["all"]["samples"] > 0 and isinstance(r["http"]["not_ok"], dict)
 
     # (5) peak RSS of every process
     rss = f["peak_rss_mb"]
@@ -158,3 +167,6 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
     ):
         assert label in out
     assert f"{relay['entries_per_s']:,.0f} entries/s" in out
+    markdown = out_md.read_text()
+    assert "| figure | value | notes |" in markdown and "| target (issue 10) |" in markdown
+    assert f"| {relay['entries_per_s']:,.0f} entries/s |" in markdown

@@ -240,3 +240,101 @@ def test_a_changed_partition_count_is_refused(redis_url: str, tmp_path: Path) ->
     assert done.returncode != 0
     assert "unpartitioned topicwatch data" in done.stderr
     client.close()
+
+
+async def test_cluster_mode_checks_every_master(redis_cluster_url: str) -> None:
+    """Each master's INFO is judged; a finding names the masters it was found on (the
+    shared test cluster runs without persistence: one warning for all three)."""
+    from services.common.connections import async_client, is_cluster
+    from services.common.redis_requirements import check_server
+
+    client = async_client(redis_cluster_url, cluster=True)
+    try:
+        assert is_cluster(client)
+        report = await check_server(client, require_persistence=False)
+    finally:
+        await client.aclose()
+    assert report.product == "Valkey" and not report.errors
+    [warning] = report.warnings
+    assert "persistence is off" in warning
+    assert warning.count("127.0.0.1:") == 3
+
+
+def test_replicas_share_the_partitions(redis_url: str, tmp_path: Path, seed_article: dict) -> None:
+    """Two classify and two notify replicas, each given a share of 3 partitions
+    (TOPICWATCH_CONSUME_PARTITIONS): together they deliver everything once, and each reads
+    only the partitions of its share."""
+    names = StreamNames(partitions=3, tagged=True)
+    base = {
+        "TOPICWATCH_REDIS_URL": redis_url,
+        "TOPICWATCH_PARTITIONS": "3",
+        "TOPICWATCH_ALLOW_PRIVATE_WEBHOOKS": "true",
+        "TOPICWATCH_API_KEYS": "test-key",
+        "TOPICWATCH_READ_BLOCK_MS": "50",
+    }
+    shares = {"a": "0", "b": "1,2"}
+    procs = {
+        "ingest": ServiceProcess("ingest", base, tmp_path / "ingest.log"),
+        **{
+            f"{service}-{name}": ServiceProcess(
+                service,
+                {**base, "TOPICWATCH_CONSUME_PARTITIONS": share},
+                tmp_path / f"{service}-{name}.log",
+            )
+            for service in ("classify", "notify")
+            for name, share in shares.items()
+        },
+    }
+    try:
+        for proc in procs.values():
+            proc.start()
+        for proc in procs.values():
+            proc.wait_healthy()
+        articles = one_article_per_partition(seed_article, names)
+        with Receiver() as receiver:
+            subs = [
+                httpx.post(
+                    f"{procs['notify-a'].url}/v1/subscriptions",
+                    json={"name": f"desk {i}", "topics": TOPICS, "webhook_url": receiver.url},
+                    headers=AUTH,
+                ).json()
+                for i in range(3)
+            ]
+            for article in articles.values():
+                posted = httpx.post(
+                    f"{procs['ingest'].url}/v1/articles", json=article, headers=AUTH
+                )
+                assert posted.json()["articles"][0]["status"] == "accepted"
+            receiver.wait_for(9, timeout=30.0)
+            time.sleep(1.0)
+            pairs = {
+                (
+                    json.loads(r.body)["data"]["subscription_id"],
+                    json.loads(r.body)["data"]["article"]["id"],
+                )
+                for r in receiver.requests
+            }
+            assert len(receiver.requests) == 9 and len(pairs) == 9
+        assert {s["id"] for s in subs} == {sid for sid, _ in pairs}
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            for service, group, stream_of in (
+                ("classify", "classify", names.accepted_in),
+                ("notify", "notify", names.classified_in),
+            ):
+                for name, share in shares.items():
+                    pid = procs[f"{service}-{name}"].process.pid  # type: ignore[union-attr]
+                    reads = {
+                        p
+                        for p in range(3)
+                        if any(
+                            c["name"].endswith(f"-{pid}")
+                            for c in client.xinfo_consumers(stream_of(p), group)
+                        )
+                    }
+                    assert reads == {int(p) for p in share.split(",")}, (service, name)
+        finally:
+            client.close()
+    finally:
+        for proc in procs.values():
+            proc.stop()

@@ -59,5 +59,8 @@ def test_a_killed_master_is_replaced_by_its_replica(tmp_path: Path, redis_binary
             assert {node.port for node in cluster.current_masters()} >= {promoted.port}
             assert client.get("survivor") == b"yes"  # the client follows the new topology
             client.set("after", "1")
+            # Started again (as a supervisor would), the old master rejoins as a replica.
+            cluster.restart(master)
+            assert [node.port for node in cluster.replicas_of(promoted)] == [master.port]
         finally:
             client.close()

@@ -89,6 +89,23 @@ def broker(settings: Settings, **options: Any) -> RedisBroker:
     return RedisClusterBroker(urls[0], startup_nodes=_nodes(urls[1:]), **options)
 
 
+#: Connection settings a cluster client's nodes carry that a client of one node also takes.
+_NODE_KWARGS = (
+    "username", "password", "socket_timeout", "socket_connect_timeout", "ssl_keyfile",
+    "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_data", "ssl_check_hostname",
+)  # fmt: skip
+
+
+def node_client(node: Any) -> aioredis.Redis:
+    """A plain asyncio client of one node of a cluster client (an ``AsyncClusterNode``), with
+    the cluster's credentials and TLS: for what must run on one node's connection, such as a
+    write followed by ``WAIT`` (services/common/replication.py)."""
+    kwargs = {k: v for k, v in node.connection_kwargs.items() if k in _NODE_KWARGS and v}
+    if "SSL" in getattr(node.connection_class, "__name__", ""):
+        kwargs["ssl"] = True
+    return aioredis.Redis(host=node.host, port=node.port, **kwargs)
+
+
 def is_cluster(client: Any) -> bool:
     """Whether ``client`` talks to a cluster (some admin commands go to every master)."""
     return isinstance(client, AsyncRedisCluster | RedisCluster)

@@ -36,8 +36,8 @@ async def check_layout(client: aioredis.Redis, names: StreamNames) -> None:
                 f"Redis holds unpartitioned topicwatch data ({legacy.accepted} exists), but this "
                 f"process has TOPICWATCH_PARTITIONS={names.partitions}"
                 f"{' and TOPICWATCH_REDIS_CLUSTER=true' if names.partitions == 1 else ''}. "
-                "Drain the pipeline and start on an empty Redis (docs/scaling.md, 'Changing the "
-                "partition count'), or keep the old settings."
+                "Drain the pipeline and start on an empty Redis (docs/architecture.md, 'Changing "
+                "the partition count'), or keep the old settings."
             )
     await client.set(names.layout, json.dumps(wanted), nx=True)
     raw = await client.get(names.layout)
@@ -52,7 +52,7 @@ async def check_layout(client: aioredis.Redis, names: StreamNames) -> None:
             f"TOPICWATCH_PARTITIONS={names.partitions} ({_kind(wanted)}). The partition count "
             "cannot change on a running system: articles and subscriptions would move to other "
             "slots and their dedup marks, queues and pending entries be left behind. Set it "
-            "back, or drain the pipeline and start on an empty Redis (docs/scaling.md, "
+            "back, or drain the pipeline and start on an empty Redis (docs/architecture.md, "
             f"'Changing the partition count'); the record is the key {names.layout}."
         )
 

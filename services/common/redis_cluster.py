@@ -247,6 +247,27 @@ class LocalCluster:
             time.sleep(0.1)
         raise TimeoutError(f"no replica took over from port {master.port}:\n{self.describe()}")
 
+    def restart(self, node: RedisServer, timeout: float = 60.0) -> None:
+        """Start a dead node again on its port and data directory: it reads its nodes.conf,
+        finds that a replica took its slots, and rejoins as that replica (what a supervisor
+        restarting the pod does); returns once the cluster is ok with it connected."""
+        node.start(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            client = self.client(node)
+            try:
+                role = client.execute_command("ROLE")
+                if role[0] in (b"slave", "slave") and role[3] in (b"connected", "connected"):
+                    break
+            except redis.RedisError:
+                pass
+            finally:
+                client.close()
+            time.sleep(0.1)
+        else:
+            raise TimeoutError(f"port {node.port} did not rejoin as a replica:\n{self.describe()}")
+        self.wait_ok(max(1.0, deadline - time.monotonic()))
+
     def flushall(self) -> None:
         """Empty every master (replicas follow)."""
         for node in self.current_masters():

@@ -149,8 +149,16 @@ async def _check_cluster(client: Any, *, require_persistence: bool) -> ServerRep
         config = configs.get(node) if isinstance(configs, dict) else None
         reports.append((node, evaluate(info, config, require_persistence=require_persistence)))
     first = reports[0][1]
-    errors = [f"{node}: {e}" for node, report in reports for e in report.errors]
-    warnings = [f"{node}: {w}" for node, report in reports for w in report.warnings]
+    errors = _by_nodes([(node, e) for node, report in reports for e in report.errors])
+    warnings = _by_nodes([(node, w) for node, report in reports for w in report.warnings])
     return ServerReport(
         product=first.product, version=first.version, errors=errors, warnings=warnings
     )
+
+
+def _by_nodes(findings: list[tuple[str, str]]) -> list[str]:
+    """One line per finding, naming the masters it was found on (in first-seen order)."""
+    nodes: dict[str, list[str]] = {}
+    for node, text in findings:
+        nodes.setdefault(text, []).append(node)
+    return [f"{', '.join(where)}: {text}" for text, where in nodes.items()]

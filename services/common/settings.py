@@ -84,7 +84,7 @@ class Settings(EarlySettings):
     redis_cluster: bool = Field(
         default=False,
         description="Talk to a Redis/Valkey Cluster (`TOPICWATCH_REDIS_URL` names any node): "
-        "keys carry hash tags so that every script touches one slot (docs/scaling.md).",
+        "keys carry hash tags so that every script touches one slot (docs/architecture.md).",
     )
     partitions: int = Field(
         default=1,
@@ -98,6 +98,19 @@ class Settings(EarlySettings):
         default_factory=list,
         description="Comma-separated partition numbers (0-based) this process consumes; empty "
         "means all. Lets a replica take a share of the partitions (KEDA scales per partition).",
+    )
+    redis_wait_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Before a consumer acknowledges a batch, this many replicas of every master "
+        "must have confirmed the writes (WAIT; services/common/replication.py); else the batch "
+        "stays pending and runs again. 0: off. 1 in a cluster with replicas bounds what a "
+        "failover can lose to nothing acknowledged (docs/scaling.md, 'Failover').",
+    )
+    redis_wait_timeout_ms: int = Field(
+        default=1000,
+        ge=1,
+        description="How long a consumer waits for `redis_wait_replicas` confirmations.",
     )
     require_persistence: bool = Field(
         default=False,

@@ -3,7 +3,7 @@
 Every entry has one field, ``__data__``, holding plain JSON: FastStream consumers parse it
 as the message body, and producers outside topicwatch can write it with a bare ``XADD``.
 
-**Key layout** (the reasoning is in docs/scaling.md, "Key layout"). A Redis Cluster runs a
+**Key layout** (the reasoning is in docs/architecture.md, "Key layout"). A Redis Cluster runs a
 script or a ``MULTI`` only when all its keys hash to one slot, and a key's slot is that of its
 *hash tag* (the text between the first ``{`` and ``}``) when it has one. So every key family
 here belongs to one of four kinds of slot, named by :class:`StreamNames`:

@@ -87,7 +87,10 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
     fast anything was.
     """
     out_json = tmp_path / "pipeline.json"
-    result = _run("pipeline", "--quick", "--json", str(out_json), timeout=300)
+    out_md = tmp_path / "pipeline.md"
+    result = _run(
+        "pipeline", "--quick", "--json", str(out_json), "--markdown", str(out_md), timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     f = json.loads(out_json.read_text())
     quick = f["sizes"]
@@ -164,3 +167,6 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
     ):
         assert label in out
     assert f"{relay['entries_per_s']:,.0f} entries/s" in out
+    markdown = out_md.read_text()
+    assert "| figure | value | notes |" in markdown and "| target (issue 10) |" in markdown
+    assert f"| {relay['entries_per_s']:,.0f} entries/s |" in markdown

@@ -7,6 +7,7 @@ Benchmarks print figures (tests never time anything); ``make bench`` runs the pe
 * ``classify``  articles/s for the default taxonomy and a generated 1,000-topic one
 * ``percolate`` articles/s matched against 1,000 / 10,000 / 100,000 stored queries
 * ``delivery``  notify alone: classified article -> signed webhook, latency and throughput
+* ``fanout``    signed webhooks/s from one and two notify processes, all parts as processes
 * ``pipeline --cluster``  the same pipe on a local 3-master cluster, 1 and 3 partitions
 * ``memory``    bytes per subscription in Redis and in a notify process (docs/scaling.md)
 
@@ -26,7 +27,16 @@ def register_bench(bench_subparsers: Any) -> None:
     runs as ``python -m services.bench.receiver`` and should not load every benchmark (and
     the services they import) into its process.
     """
-    from services.bench import classify, cluster, delivery, ingest, memory, percolate, pipeline
+    from services.bench import (
+        classify,
+        cluster,
+        delivery,
+        fanout,
+        ingest,
+        memory,
+        percolate,
+        pipeline,
+    )
 
-    for module in (classify, percolate, delivery, ingest, pipeline, cluster, memory):
+    for module in (classify, percolate, delivery, fanout, ingest, pipeline, cluster, memory):
         module.register_bench(bench_subparsers)

@@ -45,7 +45,14 @@ import redis
 from services.bench.args import positive_ints
 from services.bench.procstat import CpuMeter, peak_rss_mb
 from services.bench.receiver import ReceiverProcess
-from services.bench.report import fmt, latency_summary, machine, table, write_json
+from services.bench.report import (
+    fmt,
+    latency_summary,
+    machine,
+    markdown_table,
+    table,
+    write_json,
+)
 from services.bench.stream import RealisticStream, StreamArticle, subscriptions
 from services.common.models import Article, ClassifiedArticle, TopicTag
 from services.common.streams import DATA_FIELD, StreamNames, encode
@@ -583,7 +590,8 @@ def _cpu(cpu: dict[str, float], *names: str) -> str:
     return ", ".join(f"{k} {cpu[k]:.0f}%" for k in keys)
 
 
-def format_figures(f: dict[str, Any]) -> str:
+def figure_rows(f: dict[str, Any]) -> list[list[str]]:
+    """One row a figure: name, value, notes (the table and the Markdown show the same)."""
     relay, e2e = f["relay"], f["end_to_end"]
     rows = [
         [
@@ -642,31 +650,61 @@ def format_figures(f: dict[str, Any]) -> str:
             ", ".join(f"{k} {fmt(rss[k], 'MB', 0)}" for k in rss),
         ]
     )
-    start, end = f["machine_at_start"], f["machine_at_end"]
-    lines = [
-        f"topicwatch bench pipeline, {start['utc']}: {start['cores']} cores, load average "
-        f"{' '.join(map(str, start['load_average']))} at start, "
-        f"{' '.join(map(str, end['load_average']))} at end; a busy loop got "
-        f"{start['core_share']:.0%} of a core at start, {end['core_share']:.0%} at end",
-        "",
-        table(["figure", "value", "notes"], rows, align="lrl"),
-        "",
-        table(
-            ["target (issue 10)", "measured", "goal", "met"],
-            [
-                [
-                    t["target"],
-                    fmt(t["measured"], t["unit"], 2 if t["unit"] == "x" else 0),
-                    fmt(t["goal"], t["unit"], 2 if t["unit"] == "x" else 0),
-                    "met" if t["met"] else "NOT met",
-                ]
-                for t in f["targets"]
-            ],
-        ),
-        "",
-        "CPU % is of one core over the phase; the load generator is this process.",
+    return rows
+
+
+def target_rows(f: dict[str, Any]) -> list[list[str]]:
+    def value(t: dict[str, Any], key: str) -> str:
+        return fmt(t[key], t["unit"], 2 if t["unit"] == "x" else 0)
+
+    return [
+        [t["target"], value(t, "measured"), value(t, "goal"), "met" if t["met"] else "NOT met"]
+        for t in f["targets"]
     ]
-    return "\n".join(lines)
+
+
+def machine_line(f: dict[str, Any]) -> str:
+    start, end = f["machine_at_start"], f["machine_at_end"]
+    return (
+        f"{start['utc']}: {start['cores']} cores ({start['platform']}, Python "
+        f"{start['python']}), load average {' '.join(map(str, start['load_average']))} at "
+        f"start, {' '.join(map(str, end['load_average']))} at end; a busy loop got "
+        f"{start['core_share']:.0%} of a core at start, {end['core_share']:.0%} at end"
+    )
+
+
+TARGET_HEADER = ["target (issue 10)", "measured", "goal", "met"]
+NOTE = "CPU % is of one core over the phase; the load generator is this process."
+
+
+def format_figures(f: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            f"topicwatch bench pipeline, {machine_line(f)}",
+            "",
+            table(["figure", "value", "notes"], figure_rows(f), align="lrl"),
+            "",
+            table(TARGET_HEADER, target_rows(f)),
+            "",
+            NOTE,
+        ]
+    )
+
+
+def format_markdown(f: dict[str, Any]) -> str:
+    """The same figures for docs/performance.md and the README."""
+    return "\n".join(
+        [
+            f"`topicwatch bench pipeline`, {machine_line(f)}.",
+            "",
+            markdown_table(["figure", "value", "notes"], figure_rows(f), align="lrl"),
+            "",
+            markdown_table(TARGET_HEADER, target_rows(f), align="lrrl"),
+            "",
+            NOTE,
+            "",
+        ]
+    )
 
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
@@ -689,6 +727,8 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     print(format_figures(figures))
     if args.json:
         write_json(args.json, figures)
+    if args.markdown:
+        Path(args.markdown).write_text(format_markdown(figures), encoding="utf-8")
     return 0
 
 
@@ -700,6 +740,7 @@ def register_bench(bench_subparsers: Any) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the tables as Markdown")
     parser.add_argument("--articles", type=int, help="end-to-end articles (default 5,000)")
     parser.add_argument("--subscriptions", type=int, help="query subscriptions (default 1,000)")
     parser.add_argument("--fanout-subscriptions", type=int, help="default 500")

@@ -92,5 +92,16 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "")
     return "\n".join([line(header), rule, *(line(r) for r in rows)])
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
+    """The same table in Markdown (for docs/performance.md and the README)."""
+    align = align or "l" + "r" * (len(header) - 1)
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    rule = "| " + " | ".join("---:" if a == "r" else "---" for a in align) + " |"
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
 def write_json(path: str | Path, figures: Any) -> None:
     Path(path).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")

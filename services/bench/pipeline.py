@@ -355,7 +355,12 @@ class _Fanout:
 
 def fanout(bench: Bench, state: _Fanout) -> dict[str, Any]:
     """Deliveries/s: every fan-out subscription x ``fanout_articles`` new articles, timed
-    from the XADD on the classified stream until the receiver has counted every webhook."""
+    from the XADD on the classified stream until the receiver has seen every (subscription,
+    article) webhook once (by its ``webhook-id``).
+
+    It also checks "exactly one alert per (subscription, article)" as far as a receiver can:
+    ``redelivered`` counts POSTs of an id seen before, ``short_subscriptions`` those that got
+    fewer webhooks than articles within the wait."""
     sizes = bench.sizes
     if not state.subscriptions:
         url = f"{bench.recv.url}/count"
@@ -366,7 +371,10 @@ def fanout(bench: Bench, state: _Fanout) -> dict[str, Any]:
     first = state.next_article
     state.next_article += sizes.fanout_articles
     entries = [fanout_article(n) for n in range(first, state.next_article)]
-    expected = bench.recv.counts()["count"] + state.subscriptions * len(entries)
+    deliveries = state.subscriptions * len(entries)
+    before = bench.recv.counts()
+    before_paths = bench.recv.per_path()
+    expected = before["distinct"] + deliveries
     meter = bench.cpu()
     started = time.monotonic()
     pipe = bench.client.pipeline(transaction=False)
@@ -374,25 +382,30 @@ def fanout(bench: Bench, state: _Fanout) -> dict[str, Any]:
         pipe.xadd(bench.names.classified, fields)
     pipe.execute()
     deadline = started + sizes.drain_timeout
-    while (counts := bench.recv.counts())["count"] < expected and time.monotonic() < deadline:
+    while (counts := bench.recv.counts())["distinct"] < expected and time.monotonic() < deadline:
         time.sleep(0.05)  # the receiver notes when the last one came: no need to poll fast
-    deliveries = state.subscriptions * len(entries)
-    complete = counts["count"] >= expected
+    cpu = meter.stop()
+    delivered = counts["distinct"] - before["distinct"]
+    complete = delivered >= deliveries
+    short: dict[str, int] = {}
     if complete:
         seconds = counts["count_at"] - started
     else:  # late or lost webhooks: say so, and give the rate of what did arrive in time
         seconds = sizes.drain_timeout
+        paths = bench.recv.per_path()
+        for i in range(state.subscriptions):
+            path = f"/count/{i}"
+            got = paths.get(path, 0) - before_paths.get(path, 0)
+            if got < len(entries):
+                short[path] = got
         say(
-            f"fan-out: only {deliveries - (expected - counts['count'])} of {deliveries} "
-            f"webhooks within {sizes.drain_timeout:g} s"
+            f"fan-out: only {delivered} of {deliveries} webhooks within "
+            f"{sizes.drain_timeout:g} s; short: {short}"
         )
-    cpu = meter.stop()
-    delivered = deliveries - max(0, expected - counts["count"])
     # CPU per delivery: the receiver's says how far it is from being the limit (its capacity
     # on one core), notify's is what the fan-out work costs.
-    cpu_seconds = meter.seconds
-    notify_cpu = sum(v for k, v in cpu_seconds.items() if k.startswith("notify"))
-    receiver_cpu = cpu_seconds.get("receiver", 0.0)
+    notify_cpu = sum(v for k, v in meter.seconds.items() if k.startswith("notify"))
+    receiver_cpu = meter.seconds.get("receiver", 0.0)
     return {
         "notify_processes": len(bench.replicas("notify")),
         "subscriptions": state.subscriptions,
@@ -400,7 +413,8 @@ def fanout(bench: Bench, state: _Fanout) -> dict[str, Any]:
         "deliveries": deliveries,
         "delivered": delivered,
         "complete": complete,
-        "extra_webhooks": max(0, counts["count"] - expected),
+        "redelivered": (counts["count"] - before["count"]) - delivered,
+        "short_subscriptions": short,
         "seconds": round(seconds, 3),
         "deliveries_per_s": round(delivered / seconds, 1),
         "notify_cpu_ms_per_delivery": round(1000 * notify_cpu / max(delivered, 1), 3),
@@ -616,10 +630,13 @@ def figure_rows(f: dict[str, Any]) -> list[list[str]]:
         )
         if "scaling" in run_:
             note = f"{run_['scaling']:.2f}x of one; " + note
+        if run_["redelivered"]:
+            note = f"{run_['redelivered']:,} webhooks sent twice; " + note
         if not run_["complete"]:
             note = (
                 f"INCOMPLETE: {run_['delivered']:,} of {run_['deliveries']:,} webhooks within "
-                f"{run_['seconds']:g} s; " + note
+                f"{run_['seconds']:g} s ({len(run_['short_subscriptions'])} subscriptions "
+                "short); " + note
             )
         rows.append(
             [

@@ -6,15 +6,17 @@ same keep-alive connection, with no framework in between (an ASGI app under uvic
 several times more CPU a request), and the harness reports its CPU next to every figure.
 It keeps, per path family:
 
-* ``/count/...``: a counter and the time of the latest POST (fan-out: no body parsing; with
-  exactly one webhook per alert, the latest POST once the count is complete is the moment the
-  fan-out finished, so the harness need not poll fast to time it);
+* ``/count/...``: POSTs counted, and distinct ``webhook-id`` headers (the alert id, the same
+  on every retry) counted overall and per path, with the time the latest new one came (the
+  fan-out: no body parsing). A redelivered webhook shows as a POST that is not distinct, a
+  missing one as a path short of its count; the time the last distinct one came is the
+  moment the fan-out finished, so the harness need not poll fast to time it;
 * ``/track/...``: the counter, and for each article (by URL) the CLOCK_MONOTONIC time of its
   first and last webhook, so the harness can compute XADD -> webhook latency. CLOCK_MONOTONIC
   is one clock for every process on the machine, so times from two processes compare.
 
-``GET /_counts`` answers the counters, ``GET /_stats`` the counters and arrival times;
-``POST /_reset`` clears them.
+``GET /_counts`` answers the counters, ``GET /_paths`` the distinct ones per path, ``GET
+/_stats`` the counters and arrival times; ``POST /_reset`` clears them.
 Run it as ``python -m services.bench.receiver PORT``; :class:`ReceiverProcess` does that.
 """
 
@@ -42,15 +44,23 @@ class Recorder:
         self.reset()
 
     def reset(self) -> None:
-        self.counts: dict[str, int] = {"count": 0, "track": 0}
+        self.counts: dict[str, int] = {"count": 0, "distinct": 0, "track": 0}
         self.count_at = 0.0
+        self.ids: set[bytes] = set()
+        self.per_path: dict[str, int] = {}
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
 
-    def handle(self, path: str, body: bytes, now: float) -> tuple[int, bytes]:
+    def handle(
+        self, path: str, body: bytes, now: float, webhook_id: bytes = b""
+    ) -> tuple[int, bytes]:
         if path.startswith("/count"):
             self.counts["count"] += 1
-            self.count_at = now
+            if webhook_id not in self.ids:
+                self.ids.add(webhook_id)
+                self.counts["distinct"] += 1
+                self.per_path[path] = self.per_path.get(path, 0) + 1
+                self.count_at = now
             return 204, b""
         if path.startswith("/track"):
             self.counts["track"] += 1
@@ -62,6 +72,8 @@ class Recorder:
             return 204, b""
         if path == "/_counts":
             return 200, json.dumps({**self.counts, "count_at": self.count_at}).encode()
+        if path == "/_paths":
+            return 200, json.dumps(self.per_path).encode()
         if path == "/_stats":
             answer = {"counts": self.counts, "first": self.first, "last": self.last}
             return 200, json.dumps(answer).encode()
@@ -86,6 +98,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.url = b""
         self.body: list[bytes] = []
+        self.webhook_id = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -99,7 +112,11 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
-        self.url, self.body = b"", []
+        self.url, self.body, self.webhook_id = b"", [], b""
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"webhook-id":
+            self.webhook_id = value
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -110,7 +127,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         now = time.monotonic()
         path = self.url.split(b"?", 1)[0].decode("ascii", "replace")
-        status, body = self.recorder.handle(path, b"".join(self.body), now)
+        status, body = self.recorder.handle(path, b"".join(self.body), now, self.webhook_id)
         head = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"OK"))
         if status != 204:
             head += b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
@@ -156,9 +173,15 @@ class ReceiverProcess:
         return answer
 
     def counts(self) -> dict[str, Any]:
-        """``count`` and ``track`` (POSTs so far), ``count_at`` (time of the latest /count)."""
+        """``count`` and ``track`` (POSTs so far), ``distinct`` (webhook ids on /count) and
+        ``count_at`` (when the latest distinct one came)."""
         counts: dict[str, Any] = self.client.get("/_counts").json()
         return counts
+
+    def per_path(self) -> dict[str, int]:
+        """Distinct webhooks per /count path (one path a fan-out subscription)."""
+        paths: dict[str, int] = self.client.get("/_paths").json()
+        return paths
 
     def reset(self) -> None:
         self.client.post("/_reset").raise_for_status()

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from services.common.consumer import Entry
 from services.common.models import ArticleSubmission
 from services.ingest.dates import DateParseError, parse_published_at
-from services.ingest.normalize import normalize_submission
+from services.ingest.normalize import normalize_submission, normalize_submissions
 from services.ingest.pipeline import IngestPipeline, Input, Outcome, rejected
 
 log = logging.getLogger(__name__)
@@ -52,25 +52,38 @@ class IngestEntries:
 
 
 async def warm_up() -> None:
-    """Normalise one sample before taking traffic.
+    """Before taking traffic, load what every article needs: the language model.
 
-    The language model, date parsers and HTML extractor load lazily; without this the first
-    article after a start waited about half a second for them, against a promise of an
-    alert within a second.
+    It loads lazily (about a second); without this the first articles after a start waited
+    for it, against a promise of an alert within a second. What only some inputs need (the
+    HTML extractor, dateparser's languages) is loaded by :func:`warm_up_rest` once the service
+    runs, so a start is not held up by it (it was most of a 15 s start on a loaded machine).
     """
     sample = ArticleSubmission(
         title="Warm-up",
         body="MOSCOW (Agency) - A sentence in English, published 16:02 27.11.2019.",
         published_at="16:02 27.11.2019",
-        # A page too (its title and metadata are read even beside a body), so that the HTML
-        # extractor is loaded here rather than by the first page a producer sends.
-        html="<html><head><title>Warm-up</title></head><body><p>A sentence.</p></body></html>",
     )
-    await asyncio.to_thread(normalize_submission, sample, received_via="api")
-    # A date no parser reads makes dateparser try every language it has, loading them all
-    # (0.8 s the first time); the first odd date a producer sends should not pay for that.
-    with contextlib.suppress(DateParseError):
-        await asyncio.to_thread(parse_published_at, "0", default_tz=UTC)
+    await asyncio.to_thread(normalize_submissions, [sample], received_via="api")
+
+
+async def warm_up_rest() -> None:
+    """Load, in the background once the service runs, what only some inputs need.
+
+    A page or an odd date arriving meanwhile is still handled the same; it waits for the
+    import in progress instead of starting it.
+    """
+
+    def load() -> None:
+        # A page (its title and metadata are read even beside a body): loads the extractor.
+        page = "<html><head><title>Warm-up</title></head><body><p>A sentence.</p></body></html>"
+        normalize_submission(ArticleSubmission(title="Warm-up", html=page), received_via="api")
+        # A date no fast parser reads makes dateparser load its languages (0.8 s the first
+        # time); the first odd date a producer sends should not pay for that.
+        with contextlib.suppress(DateParseError):
+            parse_published_at("0", default_tz=UTC)
+
+    await asyncio.to_thread(load)
 
 
 async def submit_entry(pipeline: IngestPipeline, entry: Entry) -> Outcome:

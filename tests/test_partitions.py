@@ -338,3 +338,47 @@ def test_replicas_share_the_partitions(redis_url: str, tmp_path: Path, seed_arti
     finally:
         for proc in procs.values():
             proc.stop()
+
+
+def test_cluster_mode_on_a_single_server_and_the_reverse_are_refused(
+    redis_url: str, redis_cluster_url: str, tmp_path: Path
+) -> None:
+    """A configuration error, named: not an outage to wait for."""
+    done = serve_once(
+        {"TOPICWATCH_REDIS_URL": redis_url, "TOPICWATCH_REDIS_CLUSTER": "true"}, tmp_path
+    )
+    assert done.returncode != 0
+    assert "TOPICWATCH_REDIS_CLUSTER=true, but" in done.stderr
+    assert "is not a cluster node" in done.stderr
+    first_node = redis_cluster_url.split(",")[0]
+    done = serve_once({"TOPICWATCH_REDIS_URL": first_node}, tmp_path)
+    assert done.returncode != 0
+    assert "node of a Redis Cluster: set TOPICWATCH_REDIS_CLUSTER=true" in done.stderr
+
+
+def test_a_cluster_not_up_yet_is_waited_for(tmp_path: Path) -> None:
+    """Orchestrators start everything at once: with no node answering yet, a service in
+    cluster mode stays up and says what it waits for (503 on /readyz), like on one server."""
+    env = {
+        "TOPICWATCH_REDIS_URL": f"redis://127.0.0.1:{free_port()},redis://127.0.0.1:{free_port()}",
+        "TOPICWATCH_REDIS_CLUSTER": "true",
+    }
+    proc = ServiceProcess("classify", env, tmp_path / "classify.log").start()
+    try:
+        deadline = time.monotonic() + 60
+        ready = None
+        while time.monotonic() < deadline and proc.process and proc.process.poll() is None:
+            try:
+                ready = httpx.get(f"{proc.url}/readyz", timeout=2)
+            except httpx.HTTPError:
+                time.sleep(0.2)
+                continue
+            if "waiting for Redis" in ready.text:
+                break
+            time.sleep(0.2)
+        assert ready is not None and ready.status_code == 503, proc.output()
+        assert "waiting for Redis" in ready.text
+        time.sleep(1.0)
+        assert proc.process is not None and proc.process.poll() is None, proc.output()
+    finally:
+        proc.stop()

@@ -36,6 +36,7 @@ from services.common.connections import node_client
 #: Seconds the marker keys live: each master has one, rewritten before every WAIT.
 MARKER_TTL_MS = 60_000
 
+
 class NotReplicated(Exception):
     """Fewer replicas than required confirmed the writes in time (the message says where)."""
 
@@ -53,9 +54,7 @@ class ReplicationBarrier:
     """``await barrier.wait()``: every master's writes so far have reached ``replicas``
     replicas, or :class:`NotReplicated` (or a connection error) is raised."""
 
-    def __init__(
-        self, client: aioredis.Redis, prefix: str, replicas: int, timeout_ms: int
-    ) -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str, replicas: int, timeout_ms: int) -> None:
         self.client = client
         self.prefix = prefix
         self.replicas = replicas

@@ -498,8 +498,7 @@ def report(r: ChaosResult) -> str:
     ]
     if c.get("cluster"):
         topology = (
-            f"a cluster of 3 masters with a replica each, {c['partitions']} partitions; "
-            f"{r.server}"
+            f"a cluster of 3 masters with a replica each, {c['partitions']} partitions; {r.server}"
         )
         redis_faults = f"{len(r.failovers)} master SIGKILLs (a replica took over each)"
     else:

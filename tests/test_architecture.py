@@ -259,7 +259,7 @@ def client_constructions(path: Path) -> list[str]:
 def test_services_open_redis_only_through_the_connection_factory() -> None:
     """Cluster mode works only if every service builds its clients in connections.py."""
     offenders = []
-    for package in ("common", "ingest", "classify", "notify"):
+    for package in ("common", "ingest", "classify", "notify", "harness"):
         for path in sorted((ROOT / "services" / package).rglob("*.py")):
             if path.name in CONNECTION_BUILDERS:
                 continue

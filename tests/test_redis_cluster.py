@@ -4,8 +4,6 @@ replicas really take over when a master is SIGKILLed."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import redis
 from redis.cluster import RedisCluster
 
@@ -40,27 +38,27 @@ def test_keys_land_on_different_masters(
         assert held == {key for key, port in homes.items() if port == node.port}
 
 
-def test_a_killed_master_is_replaced_by_its_replica(tmp_path: Path, redis_binary: str) -> None:
-    with LocalCluster(data_dir=tmp_path, replicas_per_master=1, binary=redis_binary) as cluster:
-        assert len(cluster.nodes) == 6
-        client = RedisCluster.from_url(cluster.urls[0])
-        try:
-            client.set("survivor", "yes")
-            master = cluster.node_for_key("survivor")
-            # WAIT: the write reached the replica before the master dies (see docs/scaling.md)
-            acked = client.execute_command(
-                "WAIT", 1, 5000, target_nodes=client.get_node_from_key("survivor")
-            )
-            assert acked == 1
-            replica = cluster.replicas_of(master)[0]
-            promoted = cluster.kill_master(master)
-            assert promoted.port == replica.port
-            assert master.process is not None and master.process.returncode == -9
-            assert {node.port for node in cluster.current_masters()} >= {promoted.port}
-            assert client.get("survivor") == b"yes"  # the client follows the new topology
-            client.set("after", "1")
-            # Started again (as a supervisor would), the old master rejoins as a replica.
-            cluster.restart(master)
-            assert [node.port for node in cluster.replicas_of(promoted)] == [master.port]
-        finally:
-            client.close()
+def test_a_killed_master_is_replaced_by_its_replica(replicated_cluster: LocalCluster) -> None:
+    cluster = replicated_cluster
+    assert len(cluster.nodes) == 6
+    client = RedisCluster.from_url(cluster.urls[0])
+    try:
+        client.set("survivor", "yes")
+        master = cluster.node_for_key("survivor")
+        # WAIT: the write reached the replica before the master dies (see docs/scaling.md)
+        acked = client.execute_command(
+            "WAIT", 1, 5000, target_nodes=client.get_node_from_key("survivor")
+        )
+        assert acked == 1
+        replica = cluster.replicas_of(master)[0]
+        promoted = cluster.kill_master(master)
+        assert promoted.port == replica.port
+        assert master.process is not None and master.process.returncode == -9
+        assert {node.port for node in cluster.current_masters()} >= {promoted.port}
+        assert client.get("survivor") == b"yes"  # the client follows the new topology
+        client.set("after", "1")
+    finally:
+        client.close()
+    # Started again (as a supervisor would), the old master rejoins as a replica.
+    cluster.restart(master)
+    assert [node.port for node in cluster.replicas_of(promoted)] == [master.port]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,38 +23,29 @@ from services.common.redis_server import RedisServer
 from services.common.replication import NotReplicated, ReplicationBarrier, marker_tag
 
 
-@pytest.fixture(scope="module")
-def replicated(
-    tmp_path_factory: pytest.TempPathFactory, redis_binary: str
-) -> Iterator[LocalCluster]:
-    data = tmp_path_factory.mktemp("replicated")
-    with LocalCluster(data_dir=data, replicas_per_master=1, binary=redis_binary) as cluster:
-        yield cluster
-
-
 def test_marker_tags_land_in_the_slots_asked_for() -> None:
     for slots in ({0}, set(range(5461, 10923)), {16383}):
         assert redis.crc.key_slot(marker_tag(slots).encode()) in slots
 
 
 async def test_barrier_passes_with_replicas_and_fails_while_one_is_stopped(
-    replicated: LocalCluster,
+    replicated_cluster: LocalCluster,
 ) -> None:
-    client = AsyncRedisCluster.from_url(replicated.urls[0])
+    client = AsyncRedisCluster.from_url(replicated_cluster.urls[0])
     barrier = ReplicationBarrier(client, "topicwatch", replicas=1, timeout_ms=300)
     try:
         for i in range(30):
             await client.xadd(f"topicwatch:{{p{i % 3}}}:s", {"n": str(i)})
         await barrier.wait()  # every master's replica confirms
         # Every master got its marker (a write on the connection WAIT was sent on).
-        for master in replicated.current_masters():
+        for master in replicated_cluster.current_masters():
             direct = redis.Redis(host=master.host, port=master.port)
             try:
                 assert direct.keys("topicwatch:{r*}:replicated"), master.port
             finally:
                 direct.close()
-        [master, *_] = replicated.current_masters()
-        [replica] = replicated.replicas_of(master)
+        [master, *_] = replicated_cluster.current_masters()
+        [replica] = replicated_cluster.replicas_of(master)
         assert replica.process is not None
         os.kill(replica.process.pid, signal.SIGSTOP)
         try:
@@ -70,29 +60,32 @@ async def test_barrier_passes_with_replicas_and_fails_while_one_is_stopped(
 
 
 async def test_what_passed_the_barrier_survives_the_masters_sigkill(
-    tmp_path: Path, redis_binary: str
+    replicated_cluster: LocalCluster,
 ) -> None:
-    with LocalCluster(data_dir=tmp_path, replicas_per_master=1, binary=redis_binary) as cluster:
-        client = AsyncRedisCluster.from_url(cluster.urls[0])
-        barrier = ReplicationBarrier(client, "topicwatch", replicas=1, timeout_ms=2000)
+    cluster = replicated_cluster
+    stream = "topicwatch:{p0}:survives"
+    client = AsyncRedisCluster.from_url(cluster.urls[0])
+    barrier = ReplicationBarrier(client, "topicwatch", replicas=1, timeout_ms=2000)
+    try:
+        for i in range(500):
+            await client.xadd(stream, {"n": str(i)})
+        await barrier.wait()
+        master = cluster.node_for_key(stream)
+        promoted = cluster.kill_master(master)
+        direct = redis.Redis(host=promoted.host, port=promoted.port)
         try:
-            for i in range(500):
-                await client.xadd("topicwatch:{p0}:s", {"n": str(i)})
-            await barrier.wait()
-            promoted = cluster.kill_master(cluster.node_for_key("topicwatch:{p0}:s"))
-            direct = redis.Redis(host=promoted.host, port=promoted.port)
-            try:
-                assert direct.xlen("topicwatch:{p0}:s") == 500
-            finally:
-                direct.close()
+            assert direct.xlen(stream) == 500
         finally:
-            await barrier.aclose()
-            await client.aclose()
-        sync = RedisCluster.from_url(cluster.urls[1])
-        try:
-            assert sync.xlen("topicwatch:{p0}:s") == 500  # and the cluster client follows
-        finally:
-            sync.close()
+            direct.close()
+    finally:
+        await barrier.aclose()
+        await client.aclose()
+    sync = RedisCluster(host=promoted.host, port=promoted.port)
+    try:
+        assert sync.xlen(stream) == 500  # and a cluster client finds it there
+    finally:
+        sync.close()
+    cluster.restart(master)  # whole again for the next test
 
 
 async def test_single_server_without_replica_fails_the_barrier(

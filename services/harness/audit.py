@@ -58,13 +58,13 @@ class Expected:
 
 def expect(items: Sequence[Item], subscriptions: Sequence[Subscription]) -> Expected:
     """Classify the inputs offline against the subscriptions, as the pipe will."""
-    import redis.asyncio as aioredis
+    from services.common.connections import async_client
 
     unused = "redis://127.0.0.1:1/0"
     settings = Settings(redis_url=unused)
     # The pipeline object is used for its validation only; its client never connects.
     pipeline = IngestPipeline(
-        aioredis.Redis.from_url(unused),
+        async_client(unused),
         StreamNames(),
         settings,
         IngestMetrics(CollectorRegistry()),

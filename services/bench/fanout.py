@@ -298,11 +298,14 @@ def measure(
 
 def _line(f: dict[str, Any]) -> str:
     cpu = ", ".join(f"{k} {v:.0f} %" for k, v in f["cpu_pct"].items())
+    notify_cpu = sum(v for k, v in f["cpu_s"].items() if k.startswith("notify"))
+    per_delivery = notify_cpu / f["deliveries"]
     return (
         f"{f['label'] or 'this'}: {f['processes']} notify -> {f['deliveries']} deliveries in "
         f"{f['seconds']:.2f} s = {f['per_s']:.0f}/s (all alerts written after "
         f"{f['alerts_written_s']:.2f} s); duplicates {f['duplicates']}; CPU {cpu}; "
-        f"load {f['load'][0]:.1f}"
+        f"load {f['load'][0]:.1f}; notify CPU {per_delivery * 1e6:.0f} us per delivery "
+        f"(= {1 / per_delivery:.0f} deliveries per CPU-second)"
     )
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -103,8 +104,14 @@ def address_refusal(ip: IPAddress, allow_private: bool = False) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_webhook_url(url: str) -> httpx.URL:
-    """Syntax checks that need no DNS: scheme, host, no metadata host names."""
+    """Syntax checks that need no DNS: scheme, host, no metadata host names.
+
+    Remembered per URL text (a refusal is not: it raises): every delivery checks its URL
+    again, and parsing was a tenth of a webhook's CPU at fan-out rates. The result depends
+    on the text alone; what can change, the DNS answer, is looked up on every call of
+    ``check_webhook_url``."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
@@ -161,8 +168,17 @@ class CheckedTarget:
     def pinned_parts(self) -> tuple[str, dict[str, str], str | None]:
         """``pinned()`` for clients other than httpx (the webhook channel's aiohttp):
         (URL text with the checked IP as host, extra headers, TLS server name or None)."""
-        url, headers, extensions = self.pinned()
-        return str(url), headers, extensions.get("sni_hostname")
+        url, headers, server_hostname = _pinned_parts(self.url, self.addresses[0])
+        return url, dict(headers), server_hostname
+
+
+@functools.lru_cache(maxsize=4096)
+def _pinned_parts(
+    url: httpx.URL, ip: IPAddress
+) -> tuple[str, tuple[tuple[str, str], ...], str | None]:
+    """Pure in (URL, checked address), and built for every webhook sent: remembered."""
+    pinned_url, headers, extensions = CheckedTarget(url, (ip,)).pinned()
+    return str(pinned_url), tuple(headers.items()), extensions.get("sni_hostname")
 
 
 @contextlib.asynccontextmanager

@@ -78,16 +78,6 @@ for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
 return ids
 """
 
-# Pop the notification's alerts off the head of the queue (they are always a prefix: new
-# alerts and replays are appended at the tail) and forget the in-flight record, atomically.
-_COMPLETE = """
-for i = 1, #ARGV do
-  if redis.call('LINDEX', KEYS[1], 0) == ARGV[i] then redis.call('LPOP', KEYS[1]) end
-end
-redis.call('DEL', KEYS[2])
-return 1
-"""
-
 # Unschedule a subscription only when its queue is empty: an alert queued meanwhile keeps it.
 _FINISH = """
 if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) return 1 end
@@ -100,6 +90,32 @@ _RECORD = """
 local n = redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return n
+"""
+
+# After a send: append the attempt to the log (if any), pop the notification's alerts off the
+# head of the queue (they are always a prefix: new alerts and replays are appended at the
+# tail) and forget the in-flight record, extend the lease (if given), and return the new
+# queue head: everything between two sends of one subscription, atomically, in one call.
+# KEYS: attempts log, queue, in-flight, due. ARGV: attempt JSON or '', log TTL, lease score
+# or '', subscription id, LRANGE stop, then the notification's queue members.
+_ADVANCE = """
+if ARGV[1] ~= '' then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+for i = 6, #ARGV do
+  if redis.call('LINDEX', KEYS[2], 0) == ARGV[i] then redis.call('LPOP', KEYS[2]) end
+end
+redis.call('DEL', KEYS[3])
+if ARGV[3] ~= '' then redis.call('ZADD', KEYS[4], 'XX', ARGV[3], ARGV[4]) end
+return redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[5]))
+"""
+
+# Store the chosen notification as in flight and return its alerts' records.
+# KEYS: in-flight, then the alerts (one subscription's). ARGV: the in-flight JSON.
+_START = """
+redis.call('SET', KEYS[1], ARGV[1])
+return redis.call('MGET', unpack(KEYS, 2))
 """
 
 # Count an alert sent immediately in a rate-limit window (the key expires after the window).
@@ -427,7 +443,7 @@ class DeliveryWorker:
                 raws = await self._alert_raws(flight.alert_ids, sid)
             alerts = [Alert.model_validate_json(raw) for raw in raws if raw]
             if not alerts:  # records expired: nothing left to send
-                state = await self._complete_and_load(sid, flight, lookahead)
+                state = await self._advance(sid, flight, lookahead)
                 continue
             if subscription is None or subscription.disabled:
                 why = (
@@ -436,11 +452,11 @@ class DeliveryWorker:
                     else f"subscription disabled: {subscription.disabled_reason or ''}"
                 )
                 await self._dead_letter(flight, alerts, "none", why)
-                state = await self._complete_and_load(sid, flight, lookahead)
+                state = await self._advance(sid, flight, lookahead)
                 continue
             destination = destination_of(subscription, self.clock())
             if destination is None:  # history / live stream only: nothing to send
-                state = await self._complete_and_load(sid, flight, lookahead)
+                state = await self._advance(sid, flight, lookahead)
                 continue
             channel = self.channels.get(destination.kind)
             if flight.digest:
@@ -460,7 +476,7 @@ class DeliveryWorker:
             kind = destination.kind
             self.metrics.attempts_total.labels(kind, outcome.status.value).inc()
             if outcome.status is OutcomeStatus.DELIVERED:
-                state = await self._delivered(sid, flight, outcome, lookahead)
+                state = await self._advance(sid, flight, lookahead, outcome)
                 self._observe_end_to_end(kind, flight.digest, alerts)
                 continue
             attempts = await self._record(flight.id, outcome, sid)
@@ -484,7 +500,7 @@ class DeliveryWorker:
                 await self._dead_letter(flight, alerts, kind, why)
             else:
                 await self._dead_letter(flight, alerts, kind, f"permanent: {outcome.reason}")
-            state = await self._complete_and_load(sid, flight, lookahead)
+            state = await self._advance(sid, flight, lookahead)
 
     def _observe_end_to_end(self, channel: str, digest: bool, alerts: Sequence[Alert]) -> None:
         """Ingested -> delivered, once per alert (alerts from before ingested_at: skipped)."""
@@ -583,18 +599,15 @@ class DeliveryWorker:
         flight = InFlight(
             notification_id, tuple(item.member for item in items), alert_ids, digest, reason
         )
-        inflight_key = self.keys.inflight(sid)
-        alert_keys = [self.keys.alert(a, sid) for a in alert_ids]
+        keys = [self.keys.inflight(sid), *(self.keys.alert(a, sid) for a in alert_ids)]
 
         def fill(pipe: PipelineLike) -> None:
             if count_sent is not None:
                 eval_script(pipe, _COUNT, [count_sent[0]], [count_sent[1]])
-            pipe.set(inflight_key, flight.dumps())
-            for key in alert_keys:
-                pipe.get(key)
+            eval_script(pipe, _START, keys, [flight.dumps()])
 
         results = await self.batcher.run(fill)
-        return flight, None, results[len(results) - len(alert_keys) :]
+        return flight, None, list(results[-1])
 
     async def _alert_raws(self, alert_ids: Sequence[str], sid: str) -> list[bytes | None]:
         keys = [self.keys.alert(a, sid) for a in alert_ids]
@@ -639,38 +652,34 @@ class DeliveryWorker:
         now = self.now()
         await self.batcher.run(lambda pipe: eval_script(pipe, _FINISH, keys, [sid, now]))
 
-    def _add_complete(self, pipe: PipelineLike, sid: str, flight: InFlight) -> None:
-        """Pop the flight's alerts off the queue and forget it (``_COMPLETE``)."""
-        eval_script(
-            pipe, _COMPLETE, [self.keys.queue(sid), self.keys.inflight(sid)], list(flight.members)
-        )
-
-    async def _complete_and_load(self, sid: str, flight: InFlight, lookahead: int) -> _Loaded:
-        def fill(pipe: PipelineLike) -> None:
-            self._add_complete(pipe, sid, flight)
-            self._add_load(pipe, sid, lookahead, False)
-
-        results = await self.batcher.run(fill)
-        return self._loaded(results[1:], lookahead)
-
-    async def _delivered(
-        self, sid: str, flight: InFlight, outcome: DeliveryOutcome, lookahead: int
+    async def _advance(
+        self, sid: str, flight: InFlight, lookahead: int, outcome: DeliveryOutcome | None = None
     ) -> _Loaded:
-        """Record the attempt, complete the flight, extend our lease and load the next state,
-        in one group: one shared round trip per delivered notification after the send."""
-        record = self._attempt_entry(outcome)
-        attempts_key = self.keys.attempts(flight.id, sid)
-        lease = self.now() + self.lease_seconds
+        """Complete ``flight`` and load the next state, in one group (``_ADVANCE``, and the
+        store's version beside it). With ``outcome`` (a delivery) the attempt is recorded and
+        our lease extended in the same script: one shared round trip between two sends."""
+        keys = [
+            self.keys.attempts(flight.id, sid),
+            self.keys.queue(sid),
+            self.keys.inflight(sid),
+            self.keys.due_for(sid),
+        ]
+        args: list[Any] = [
+            self._attempt_entry(outcome) if outcome is not None else "",
+            ALERT_TTL_SECONDS,
+            # Extend our lease while a long queue drains, so no other worker takes it over.
+            self.now() + self.lease_seconds if outcome is not None else "",
+            sid,
+            lookahead - 1,
+            *flight.members,
+        ]
 
         def fill(pipe: PipelineLike) -> None:
-            eval_script(pipe, _RECORD, [attempts_key], [record, ALERT_TTL_SECONDS])
-            self._add_complete(pipe, sid, flight)
-            # Extend our lease while a long queue drains, so no other worker takes it over.
-            pipe.zadd(self.keys.due_for(sid), {sid: lease}, xx=True)
-            self._add_load(pipe, sid, lookahead, False)
+            eval_script(pipe, _ADVANCE, keys, args)
+            pipe.get(self.store.version_key)
 
-        results = await self.batcher.run(fill)
-        return self._loaded(results[3:], lookahead)
+        queue, version = await self.batcher.run(fill)
+        return _Loaded(int(version or 0), None, [QueueItem.parse(r) for r in queue], lookahead)
 
     def _attempt_entry(self, outcome: DeliveryOutcome) -> str:
         return json.dumps({"at": self.clock().isoformat(), **outcome.to_dict()})

@@ -85,7 +85,8 @@ class WebhookChannel:
         self.resolver = resolver
         self.clock = clock
         self.max_connections = max_connections
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # The send's own asyncio.timeout bounds the whole request; no second set of timers.
+        self._timeout = aiohttp.ClientTimeout(total=None)
         # Made on first use: an aiohttp session belongs to the event loop it was made in, and
         # the app is wired before its loop runs.
         self._session: aiohttp.ClientSession | None = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Callable
 
@@ -78,6 +79,7 @@ class WebhookChannel:
         resolver: Resolver | None = None,
         clock: Callable[[], float] = time.time,
         max_connections: int = MAX_CONNECTIONS,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.timeout = timeout
         self.allow_private = allow_private
@@ -85,6 +87,8 @@ class WebhookChannel:
         self.resolver = resolver
         self.clock = clock
         self.max_connections = max_connections
+        #: Certificates are always verified; tests pass a context that trusts their own CA.
+        self.ssl_context = ssl_context
         # The send's own asyncio.timeout bounds the whole request; no second set of timers.
         self._timeout = aiohttp.ClientTimeout(total=None)
         # Made on first use: an aiohttp session belongs to the event loop it was made in, and
@@ -98,7 +102,10 @@ class WebhookChannel:
             # Every request goes to a literal address, so the connector never resolves names.
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
-                    limit=self.max_connections, limit_per_host=0, use_dns_cache=False
+                    limit=self.max_connections,
+                    limit_per_host=0,
+                    use_dns_cache=False,
+                    ssl=self.ssl_context if self.ssl_context is not None else True,
                 ),
                 trust_env=False,
                 auto_decompress=False,

@@ -45,6 +45,8 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 RESPONSE_SNIPPET_BYTES = 512
 USER_AGENT = "topicwatch-notify/0.1 (+https://www.standardwebhooks.com)"
 RETRYABLE_4XX = frozenset({408, 425, 429})
+#: One encoder for every body (json.dumps with options builds a new one per call).
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 #: Open connections at most (keep-alive ones included); the worker's concurrency is below it.
 MAX_CONNECTIONS = 1024
 
@@ -120,9 +122,7 @@ class WebhookChannel:
             self._session = None
 
     def encode(self, notification: Notification) -> bytes:
-        return json.dumps(notification.payload(), separators=(",", ":"), ensure_ascii=False).encode(
-            "utf-8"
-        )
+        return _JSON.encode(notification.payload()).encode("utf-8")
 
     async def send(self, notification: Notification, destination: Destination) -> DeliveryOutcome:
         body = self.encode(notification)

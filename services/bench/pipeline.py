@@ -55,7 +55,7 @@ from services.bench.report import (
 )
 from services.bench.stream import RealisticStream, StreamArticle, subscriptions
 from services.common.models import Article, ClassifiedArticle, TopicTag
-from services.common.streams import DATA_FIELD, StreamNames, encode
+from services.common.streams import DATA_FIELD, StreamNames, as_text, encode
 from services.harness.articles import FILLER
 from services.harness.stack import ClusterSpec, Replica, Stack
 
@@ -195,14 +195,32 @@ class Bench:
         replica.wait_healthy()
         return replica
 
-    def subscribe(self, requests: Iterable[dict[str, Any]]) -> int:
-        """Create subscriptions through notify's API (the product's path, validation and all)."""
+    def subscribe(self, requests: Iterable[dict[str, Any]]) -> list[str]:
+        """Create subscriptions through notify's API (the product's path, validation and all);
+        their ids, in order."""
         url = f"{self.replicas('notify')[0].url}/v1/subscriptions"
-        made = 0
+        ids = []
         for body in requests:
-            self.http.post(url, json=body).raise_for_status()
-            made += 1
-        return made
+            answer = self.http.post(url, json=body)
+            answer.raise_for_status()
+            ids.append(str(answer.json()["id"]))
+        return ids
+
+    def delivery_state(self, sid: str) -> dict[str, Any]:
+        """Where a subscription's delivery stands in Redis, for a report of late webhooks:
+        each key naming it (type, and length of a list), and its score in any ``due`` set in
+        seconds from now (a lease runs into the future). Scans: for diagnosis only."""
+        client, now = self.client, time.time()
+        state: dict[str, Any] = {}
+        for key in client.scan_iter(match=f"*{sid}*", count=1_000):
+            kind = as_text(client.type(key))
+            state[as_text(key)] = client.llen(key) if kind == "list" else kind
+        for key in client.scan_iter(match="*due*", count=1_000):
+            if as_text(client.type(key)) == "zset":
+                score = client.zscore(key, sid)
+                if score is not None:
+                    state[f"{as_text(key)} score - now"] = round(score - now, 1)
+        return state
 
     def publish(self, articles: Sequence[StreamArticle], batch: int = 200) -> None:
         """XADD to the ingest stream, pipelined in batches (how a bulk producer writes)."""
@@ -349,14 +367,29 @@ class _Fanout:
     """The fan-out subscriptions, made once; each run writes articles not used before."""
 
     def __init__(self) -> None:
-        self.subscriptions = 0
+        self.ids: list[str] = []
         self.next_article = 0
+
+    @property
+    def subscriptions(self) -> int:
+        return len(self.ids)
+
+
+def _fanout_warm_up(bench: Bench, state: _Fanout) -> None:
+    """One article to every fan-out subscription, not timed: the figure is the steady state,
+    not a new process's first look at the subscriptions or its first connections."""
+    expected = bench.recv.counts()["distinct"] + state.subscriptions
+    bench.client.xadd(bench.names.classified, fanout_article(state.next_article))
+    state.next_article += 1
+    deadline = time.monotonic() + bench.sizes.drain_timeout
+    while bench.recv.counts()["distinct"] < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def fanout(bench: Bench, state: _Fanout) -> dict[str, Any]:
     """Deliveries/s: every fan-out subscription x ``fanout_articles`` new articles, timed
     from the XADD on the classified stream until the receiver has seen every (subscription,
-    article) webhook once (by its ``webhook-id``).
+    article) webhook once (by its ``webhook-id``), after a warm-up article.
 
     It also checks "exactly one alert per (subscription, article)" as far as a receiver can:
     ``redelivered`` counts POSTs of an id seen before, ``short_subscriptions`` those that got
@@ -364,10 +397,11 @@ def fanout(bench: Bench, state: _Fanout) -> dict[str, Any]:
     sizes = bench.sizes
     if not state.subscriptions:
         url = f"{bench.recv.url}/count"
-        state.subscriptions = bench.subscribe(
+        state.ids = bench.subscribe(
             {"name": f"fan-out {i}", "topics": [FANOUT_TOPIC], "webhook_url": f"{url}/{i}"}
             for i in range(sizes.fanout_subscriptions)
         )
+    _fanout_warm_up(bench, state)
     first = state.next_article
     state.next_article += sizes.fanout_articles
     entries = [fanout_article(n) for n in range(first, state.next_article)]
@@ -402,6 +436,9 @@ def fanout(bench: Bench, state: _Fanout) -> dict[str, Any]:
             f"fan-out: only {delivered} of {deliveries} webhooks within "
             f"{sizes.drain_timeout:g} s; short: {short}"
         )
+        for path in list(short)[:3]:
+            sid = state.ids[int(path.rsplit("/", 1)[1])]
+            say(f"fan-out: {path} is {sid}: {bench.delivery_state(sid)}")
     # CPU per delivery: the receiver's says how far it is from being the limit (its capacity
     # on one core), notify's is what the fan-out work costs.
     notify_cpu = sum(v for k, v in meter.seconds.items() if k.startswith("notify"))

@@ -388,3 +388,29 @@ def test_a_cluster_not_up_yet_is_waited_for(tmp_path: Path) -> None:
         assert proc.process is not None and proc.process.poll() is None, proc.output()
     finally:
         proc.stop()
+
+
+async def test_any_reachable_seed_node_will_do(redis_cluster_url: str) -> None:
+    """TOPICWATCH_REDIS_URL may list several nodes: the clients and the broker find the
+    cluster through any one that answers (here the first listed is down)."""
+    from services.common.connections import broker
+    from services.common.settings import Settings
+
+    url = f"redis://127.0.0.1:{free_port()},{redis_cluster_url}"
+    client = async_client(url, cluster=True)
+    try:
+        await client.set("seed-check", "1")
+        assert await client.get("seed-check") == b"1"
+    finally:
+        await client.aclose()
+    sync = sync_client(url, cluster=True)
+    try:
+        assert sync.get("seed-check") == b"1"
+    finally:
+        sync.close()
+    cluster_broker = broker(Settings(redis_url=url, redis_cluster=True))
+    try:
+        connection = await cluster_broker.connect()
+        assert await connection.get("seed-check") == b"1"
+    finally:
+        await cluster_broker.stop()

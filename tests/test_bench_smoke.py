@@ -49,6 +49,7 @@ def test_smoke_bench_ingest_prints_its_figures(capsys: pytest.CaptureFixture[str
         "extract html page",
         "published_at ISO-8601",
         "published_at page formats",
+        "published_at written out",
         "published_at via dateparser",
     )
     rates = [line for line in out.splitlines() if " /s " in line]

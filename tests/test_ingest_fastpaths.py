@@ -211,6 +211,9 @@ def test_written_dates_read_as_dateparser_reads_them(text: str, zone: str) -> No
     fast = dates._written(text, local)
     if fast is None:
         return
+    formats = dates._formats(text)  # asked after the fast path now: must agree where both read
+    if formats is not None:
+        assert dates._aware_utc(fast, local) == dates._aware_utc(formats, local), text
     slow = dates._dateparser(text, local)
     assert slow is not None, text
     assert dates._aware_utc(fast, local) == dates._aware_utc(slow, local), text

@@ -9,6 +9,7 @@ Benchmarks print figures (tests never time anything); ``make bench`` runs the pe
 * ``delivery``  notify alone: classified article -> signed webhook, latency and throughput
 * ``fanout``    signed webhooks/s from one and two notify processes, all parts as processes
 * ``pipeline --cluster``  the same pipe on a local 3-master cluster, 1 and 3 partitions
+* ``eventloop`` how long CPU-heavy steps (a long article, a reload, a rebuild) hold a loop
 * ``memory``    bytes per subscription in Redis and in a notify process (docs/scaling.md)
 
 It is on the CLI side (beside ``services/cli.py``): it may import every service, and no service
@@ -31,6 +32,7 @@ def register_bench(bench_subparsers: Any) -> None:
         classify,
         cluster,
         delivery,
+        eventloop,
         fanout,
         ingest,
         memory,
@@ -38,5 +40,15 @@ def register_bench(bench_subparsers: Any) -> None:
         pipeline,
     )
 
-    for module in (classify, percolate, delivery, fanout, ingest, pipeline, cluster, memory):
+    for module in (
+        classify,
+        percolate,
+        delivery,
+        fanout,
+        ingest,
+        pipeline,
+        cluster,
+        memory,
+        eventloop,
+    ):
         module.register_bench(bench_subparsers)

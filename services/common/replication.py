@@ -23,6 +23,7 @@ trip to its replica.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
 from typing import Any
@@ -69,23 +70,28 @@ class ReplicationBarrier:
         cluster: Any = self.client
         await cluster.initialize()  # a no-op once the layout is known
         primaries = cluster.get_primaries()
-        await asyncio.gather(
-            *(
-                self._wait_on(self._plain(node), self._marker(node), f"{node.host}:{node.port}")
-                for node in primaries
+        try:
+            await asyncio.gather(
+                *(
+                    self._wait_on(
+                        self._plain(node), self._marker(node), f"{node.host}:{node.port}"
+                    )
+                    for node in primaries
+                )
             )
-        )
+        except (aioredis.ResponseError, aioredis.ConnectionError, aioredis.TimeoutError):
+            # A master gone or moved (a failover): re-read the layout now rather than wait
+            # for another command to stumble on it; the batch stays pending meanwhile.
+            self._markers.clear()
+            with contextlib.suppress(aioredis.RedisError):
+                await cluster.nodes_manager.initialize()
+            raise
 
     async def _wait_on(self, client: aioredis.Redis, marker: str, where: str) -> None:
         async with client.pipeline(transaction=False) as pipe:  # one connection for both
             pipe.set(marker, secrets.token_hex(4), px=MARKER_TTL_MS)
             pipe.execute_command("WAIT", self.replicas, self.timeout_ms)
-            try:
-                _ok, acked = await pipe.execute()
-            except aioredis.ResponseError:
-                # MOVED: the slot has another master now (a failover); learn the new layout.
-                self._markers.clear()
-                raise
+            _ok, acked = await pipe.execute()
         if int(acked) < self.replicas:
             raise NotReplicated(
                 f"{where}: {acked} of {self.replicas} replicas confirmed the writes within "

@@ -97,7 +97,9 @@ class Settings(EarlySettings):
     consume_partitions: Annotated[list[int], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated partition numbers (0-based) this process consumes; empty "
-        "means all. Lets a replica take a share of the partitions (KEDA scales per partition).",
+        "means all. Lets a classify or notify replica take a share of the partitions (and "
+        "notify the same share of subscription shards to deliver for); ingest reads the one "
+        "public ingest stream and writes every partition, so it ignores this.",
     )
     redis_wait_replicas: int = Field(
         default=0,

@@ -10,7 +10,7 @@ from services.common.settings import Settings
 from services.common.streams import GROUP_INGEST
 from services.ingest.api import build_feeds_router, build_rejected_router, build_router
 from services.ingest.feed_poller import FeedMetrics, FeedPoller, FeedRegistry
-from services.ingest.handlers import IngestEntries, warm_up, warm_up_rest
+from services.ingest.handlers import IngestEntries, warm_up
 from services.ingest.pipeline import REJECTED_MAXLEN, IngestMetrics, IngestPipeline
 from services.ingest.rejected import RejectedStore
 
@@ -38,7 +38,6 @@ def create_app(settings: Settings) -> FastAPI:
 
     runtime.consume(runtime.names.ingest, GROUP_INGEST, IngestEntries(pipeline))
     runtime.on_startup(warm_up)
-    runtime.run_in_background("warm-up", warm_up_rest)
     document_streams(runtime)
 
     feeds = FeedRegistry(

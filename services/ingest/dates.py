@@ -242,8 +242,8 @@ def parse_published_at(
     parsed = (
         _iso(text)
         or _rfc2822(text)
+        or _written(text, default_tz)  # before the strptime formats: one regex, not 13 tries
         or _formats(text)
-        or _written(text, default_tz)
         or _dateparser(text, default_tz)
     )
     if parsed is None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from datetime import UTC
 
@@ -56,8 +57,9 @@ async def warm_up() -> None:
 
     It loads lazily (about a second); without this the first articles after a start waited
     for it, against a promise of an alert within a second. What only some inputs need (the
-    HTML extractor, dateparser's languages) is loaded by :func:`warm_up_rest` once the service
-    runs, so a start is not held up by it (it was most of a 15 s start on a loaded machine).
+    HTML extractor, dateparser's languages) is loaded in a background thread started here
+    (:func:`warm_up_rest`), so a start is not held up by it (it was a quarter of the start's
+    CPU, and a start on a loaded machine took 15 s).
     """
     sample = ArticleSubmission(
         title="Warm-up",
@@ -65,16 +67,13 @@ async def warm_up() -> None:
         published_at="16:02 27.11.2019",
     )
     await asyncio.to_thread(normalize_submissions, [sample], received_via="api")
+    threading.Thread(target=warm_up_rest, name="ingest-warm-up", daemon=True).start()
 
 
-async def warm_up_rest() -> None:
-    """Load, in the background once the service runs, what only some inputs need.
-
-    A page or an odd date arriving meanwhile is still handled the same; it waits for the
-    import in progress instead of starting it.
-    """
-
-    def load() -> None:
+def warm_up_rest() -> None:
+    """Load what only some inputs need; an input that needs it meanwhile is handled the same,
+    waiting for the import in progress instead of starting it."""
+    try:
         # A page (its title and metadata are read even beside a body): loads the extractor.
         page = "<html><head><title>Warm-up</title></head><body><p>A sentence.</p></body></html>"
         normalize_submission(ArticleSubmission(title="Warm-up", html=page), received_via="api")
@@ -82,8 +81,8 @@ async def warm_up_rest() -> None:
         # time); the first odd date a producer sends should not pay for that.
         with contextlib.suppress(DateParseError):
             parse_published_at("0", default_tz=UTC)
-
-    await asyncio.to_thread(load)
+    except Exception:  # only a warm-up: the first input that needs it loads it anyway
+        log.exception("ingest: warming up the HTML extractor and dateparser failed")
 
 
 async def submit_entry(pipeline: IngestPipeline, entry: Entry) -> Outcome:

@@ -186,3 +186,30 @@ async def test_through_the_consumer_a_refused_entry_is_dead_lettered_alone(
         reclaimer.cancel()
         await asyncio.gather(reclaimer, return_exceptions=True)
         await asyncio.wait_for(broker.stop(), 10)
+
+
+async def test_a_batch_on_a_cluster_with_partitions(redis_cluster_url: str) -> None:
+    """On a 3-master cluster with 3 partitions, one batch pipeline holds scripts for every
+    partition and a rejection: each script stays in its article's slot (no CROSSSLOT), every
+    article lands in its partition once, the duplicate is caught."""
+    from services.common.connections import async_client
+
+    client = async_client(redis_cluster_url, cluster=True)
+    names = StreamNames(partitions=3, tagged=True)
+    settings = Settings(redis_url=redis_cluster_url, redis_cluster=True)
+    pipeline = IngestPipeline(client, names, settings, IngestMetrics(CollectorRegistry()))
+    try:
+        stories = [
+            dict(SUBMISSION, url=f"https://news.example.com/p{n}", title=f"Story {n} of S-400")
+            for n in range(12)
+        ]
+        entries = [entry(f"6-{n}", json.dumps(s).encode()) for n, s in enumerate(stories)]
+        entries += [entry("7-1", json.dumps(stories[3]).encode()), entry("7-2", b"[")]
+
+        assert await IngestEntries(pipeline)(entries) == [e.id for e in entries]
+
+        by_partition = [await client.xlen(names.accepted_in(p)) for p in range(3)]
+        assert sum(by_partition) == 12 and all(by_partition)
+        assert await client.xlen(names.rejected) == 1
+    finally:
+        await client.aclose()

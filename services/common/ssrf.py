@@ -78,8 +78,12 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def address_refusal(ip: IPAddress, allow_private: bool = False) -> str | None:
-    """Why ``ip`` may not be a webhook target, or ``None`` when it may."""
+    """Why ``ip`` may not be a webhook target, or ``None`` when it may.
+
+    Pure in its arguments and asked for every webhook sent (each ``is_*`` property tests
+    network membership), so remembered per address."""
     if isinstance(ip, ipaddress.IPv6Address):
         inner = _embedded_ipv4(ip)
         if inner is not None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Callable
 
@@ -44,6 +45,8 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 RESPONSE_SNIPPET_BYTES = 512
 USER_AGENT = "topicwatch-notify/0.1 (+https://www.standardwebhooks.com)"
 RETRYABLE_4XX = frozenset({408, 425, 429})
+#: One encoder for every body (json.dumps with options builds a new one per call).
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 #: Open connections at most (keep-alive ones included); the worker's concurrency is below it.
 MAX_CONNECTIONS = 1024
 
@@ -78,6 +81,7 @@ class WebhookChannel:
         resolver: Resolver | None = None,
         clock: Callable[[], float] = time.time,
         max_connections: int = MAX_CONNECTIONS,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.timeout = timeout
         self.allow_private = allow_private
@@ -85,6 +89,8 @@ class WebhookChannel:
         self.resolver = resolver
         self.clock = clock
         self.max_connections = max_connections
+        #: Certificates are always verified; tests pass a context that trusts their own CA.
+        self.ssl_context = ssl_context
         # The send's own asyncio.timeout bounds the whole request; no second set of timers.
         self._timeout = aiohttp.ClientTimeout(total=None)
         # Made on first use: an aiohttp session belongs to the event loop it was made in, and
@@ -98,7 +104,10 @@ class WebhookChannel:
             # Every request goes to a literal address, so the connector never resolves names.
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
-                    limit=self.max_connections, limit_per_host=0, use_dns_cache=False
+                    limit=self.max_connections,
+                    limit_per_host=0,
+                    use_dns_cache=False,
+                    ssl=self.ssl_context if self.ssl_context is not None else True,
                 ),
                 trust_env=False,
                 auto_decompress=False,
@@ -113,9 +122,7 @@ class WebhookChannel:
             self._session = None
 
     def encode(self, notification: Notification) -> bytes:
-        return json.dumps(notification.payload(), separators=(",", ":"), ensure_ascii=False).encode(
-            "utf-8"
-        )
+        return _JSON.encode(notification.payload()).encode("utf-8")
 
     async def send(self, notification: Notification, destination: Destination) -> DeliveryOutcome:
         body = self.encode(notification)

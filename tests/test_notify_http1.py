@@ -24,7 +24,9 @@ Script = Callable[["_Conn"], Awaitable[None]]
 class _Conn:
     """One accepted connection: read requests off it, write raw answers."""
 
-    def __init__(self, server: _Scripted, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(
+        self, server: _Scripted, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ):
         self.server = server
         self.reader = reader
         self.writer = writer

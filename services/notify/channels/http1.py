@@ -38,7 +38,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-import httptools  # type: ignore[import-untyped]
+import httptools
 import httpx
 
 from services.common.ssrf import IPAddress
@@ -130,20 +130,20 @@ class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection, one request at a time; parses answers with llhttp."""
 
     __slots__ = (
-        "transport",
-        "parser",
-        "waiter",
-        "status",
-        "retry_after",
         "body",
         "cap",
-        "received",
-        "reusable",
-        "too_long",
         "closed",
         "idle_since",
-        "pool",
         "owner",
+        "parser",
+        "pool",
+        "received",
+        "retry_after",
+        "reusable",
+        "status",
+        "too_long",
+        "transport",
+        "waiter",
     )
 
     def __init__(self, cap: int) -> None:

@@ -156,7 +156,5 @@ class WebhookChannel:
             return DeliveryOutcome.retryable(f"timeout after {self.timeout:g} s")
         except (HTTPError, OSError, ssl.SSLError) as exc:
             return DeliveryOutcome.retryable(f"connection error: {type(exc).__name__}: {exc}")
-        snippet = " ".join(
-            answer.body[:RESPONSE_SNIPPET_BYTES].decode("utf-8", "replace").split()
-        )
+        snippet = " ".join(answer.body[:RESPONSE_SNIPPET_BYTES].decode("utf-8", "replace").split())
         return classify_response(answer.status, answer.retry_after, snippet)

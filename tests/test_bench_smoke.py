@@ -117,6 +117,8 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
     assert e2e["webhooks"] > 0  # the desk subscriptions see the defence stories
     for name in ("ingest-1", "classify-1", "notify-1", "redis", "receiver", "load generator"):
         assert name in e2e["cpu_percent"]
+    assert set(e2e["cpu_ms_per_article"]) == {"ingest-1", "classify-1", "notify-1"}
+    assert all(ms >= 0 for ms in e2e["cpu_ms_per_article"].values())
 
     # (3) fan-out: every (subscription, article) delivered, one then two notify processes
     one, two = f["fanout"]
@@ -125,7 +127,7 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
         assert run["subscriptions"] == quick["fanout_subscriptions"]
         assert run["deliveries"] == quick["fanout_subscriptions"] * quick["fanout_articles"]
         # every one within the harness's wait, or the table says how many came in time
-        assert run["redelivered"] >= 0
+        assert run["redelivered"] >= 0 and run["stragglers"] >= 0
         if run["complete"]:
             assert run["delivered"] == run["deliveries"] and not run["short_subscriptions"]
         else:
@@ -135,7 +137,7 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
         assert run["deliveries_per_s"] > 0 and "receiver" in run["cpu_percent"]
     assert "notify-2" in two["cpu_percent"]
     assert two["scaling"] == pytest.approx(
-        two["deliveries_per_s"] / one["deliveries_per_s"], rel=0.01
+        two["deliveries_per_s"] / one["deliveries_per_s"], rel=0.01, abs=0.001
     )
 
     # (4) latency at each fixed rate, with the HTTP endpoints' times meanwhile

@@ -335,8 +335,15 @@ def end_to_end(bench: Bench, relay: dict[str, Any]) -> dict[str, Any]:
         "subscriptions": bench.sizes.query_subscriptions,
         "seconds": round(seconds, 3),
         "articles_per_s": round(rate, 1),
-        "ratio_to_relay": round(rate / relay["entries_per_s"], 4),
+        "ratio_to_relay": round(rate / relay["entries_per_s"], 6),
         "webhooks": bench.recv.counts()["track"] - before,
+        # What each service spent on an article: on a loaded machine the services get less
+        # than a core each, and this (CPU, not wall time) says what a full core would do.
+        "cpu_ms_per_article": {
+            name: round(1000 * used / len(articles), 3)
+            for name, used in meter.seconds.items()
+            if name.split("-")[0] in ("ingest", "classify", "notify")
+        },
         "cpu_percent": cpu,
     }
 
@@ -419,7 +426,11 @@ def fanout(bench: Bench, state: _Fanout) -> dict[str, Any]:
     while (counts := bench.recv.counts())["distinct"] < expected and time.monotonic() < deadline:
         time.sleep(0.05)  # the receiver notes when the last one came: no need to poll fast
     cpu = meter.stop()
-    delivered = counts["distinct"] - before["distinct"]
+    arrived = counts["distinct"] - before["distinct"]
+    # Webhooks of earlier articles that were still on their way (late ones) arrive meanwhile
+    # too; the receiver cannot tell them from this run's, so they are counted apart.
+    stragglers = max(0, arrived - deliveries)
+    delivered = arrived - stragglers
     complete = delivered >= deliveries
     short: dict[str, int] = {}
     if complete:
@@ -450,7 +461,8 @@ def fanout(bench: Bench, state: _Fanout) -> dict[str, Any]:
         "deliveries": deliveries,
         "delivered": delivered,
         "complete": complete,
-        "redelivered": (counts["count"] - before["count"]) - delivered,
+        "redelivered": (counts["count"] - before["count"]) - arrived,
+        "stragglers": stragglers,
         "short_subscriptions": short,
         "seconds": round(seconds, 3),
         "deliveries_per_s": round(delivered / seconds, 1),
@@ -592,7 +604,7 @@ def run(sizes: Sizes) -> dict[str, Any]:
             say("(3) fan-out: starting a second notify process")
             bench.add_replica("notify")
             two = fanout(bench, state)
-            two["scaling"] = round(two["deliveries_per_s"] / one["deliveries_per_s"], 2)
+            two["scaling"] = round(two["deliveries_per_s"] / one["deliveries_per_s"], 3)
             figures["fanout"] = [one, two]
             figures["peak_rss_mb"] = peak_rss(bench)
         except BaseException:
@@ -655,18 +667,25 @@ def figure_rows(f: dict[str, Any]) -> list[list[str]]:
             fmt(e2e["articles_per_s"], "articles/s"),
             f"{e2e['ratio_to_relay']:.3f}x of (1); {e2e['articles']:,} articles, "
             f"{e2e['subscriptions']:,} query subscriptions, {e2e['webhooks']:,} webhooks; "
-            + _cpu(e2e["cpu_percent"], "ingest", "classify", "notify", "redis", "load"),
+            + _cpu(e2e["cpu_percent"], "ingest", "classify", "notify", "redis", "load")
+            + "; CPU an article: "
+            + ", ".join(f"{k} {v:.2f} ms" for k, v in e2e["cpu_ms_per_article"].items()),
         ],
     ]
     for run_ in f["fanout"]:
         note = (
             f"{run_['subscriptions']:,} subs x {run_['articles']} articles; "
             + _cpu(run_["cpu_percent"], "notify", "receiver", "load", "redis")
-            + f"; notify {run_['notify_cpu_ms_per_delivery']:.2f} ms CPU a delivery, receiver"
-            f" capacity {fmt(run_['receiver_capacity_per_s'], '/s per core')}"
+            + f"; notify {run_['notify_cpu_ms_per_delivery']:.2f} ms CPU a delivery (a full "
+            f"core: {fmt(1000 / max(run_['notify_cpu_ms_per_delivery'], 1e-6), '/s')}), "
+            f"receiver capacity {fmt(run_['receiver_capacity_per_s'], '/s per core')}"
         )
         if "scaling" in run_:
             note = f"{run_['scaling']:.2f}x of one; " + note
+        if run_["stragglers"]:
+            note = (
+                f"{run_['stragglers']:,} late webhooks of earlier articles came meanwhile; " + note
+            )
         if run_["redelivered"]:
             note = f"{run_['redelivered']:,} webhooks sent twice; " + note
         if not run_["complete"]:

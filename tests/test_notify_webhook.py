@@ -207,7 +207,7 @@ def test_classify_response_table() -> None:
     assert classify_response(422, "5").retry_after is None
 
 
-# --- the checked address is the one connected to, over TLS too (aiohttp's server_hostname) ---
+# --- the checked address is the one connected to, over TLS too (SNI and certificate name) ---
 
 
 class _Hook:

@@ -11,9 +11,9 @@ Teredo, NAT64) is unwrapped and checked too.
 The check runs at creation (clear error for the subscriber) and again at every delivery or
 feed fetch, because DNS answers change. To close the gap between "checked" and "connected"
 (DNS rebinding), both connect to the very address that was checked (``pinned_stream`` for
-httpx, ``CheckedTarget.pinned_parts`` for the webhook channel's aiohttp): the request goes to
+httpx, ``CheckedTarget.pinned_parts`` for other clients): the request goes to
 the IP, with the original ``Host`` header and the original name for TLS SNI and certificate
-verification (httpx's ``sni_hostname`` extension, aiohttp's ``server_hostname``).
+verification (httpx's ``sni_hostname`` extension, asyncio's ``server_hostname``).
 
 ``TOPICWATCH_ALLOW_PRIVATE_WEBHOOKS=true`` lifts the private-address rule for development and
 tests (a receiver on 127.0.0.1). Cloud metadata addresses stay refused even then: no
@@ -170,7 +170,7 @@ class CheckedTarget:
         return self.url.copy_with(host=str(ip)), headers, extensions
 
     def pinned_parts(self) -> tuple[str, dict[str, str], str | None]:
-        """``pinned()`` for clients other than httpx (the webhook channel's aiohttp):
+        """``pinned()`` for clients other than httpx:
         (URL text with the checked IP as host, extra headers, TLS server name or None)."""
         url, headers, server_hostname = _pinned_parts(self.url, self.addresses[0])
         return url, dict(headers), server_hostname

@@ -8,16 +8,16 @@
 * Any other 4xx: permanent (the receiver refuses this message; retrying will not change that).
 
 The host is resolved and checked on every send (``ssrf.py``) and the request goes to the
-checked address. Request bodies are bounded (``max_body_bytes``) and at most a short prefix of
-the response is read, so a hostile receiver cannot make us hold megabytes.
+checked address. Request bodies are bounded (``max_body_bytes``) and at most 64 KiB of an
+answer is kept (a longer one ends the connection), so a hostile receiver cannot make us hold
+megabytes.
 
-The client is aiohttp, not httpx (which the rest of topicwatch uses for its few outbound
-requests): fan-out sends thousands of requests a second from one process, and measured
-against the same keep-alive receiver with the same signing and pinning, httpx's request path
-cost ~3 ms of CPU per request under concurrency (its connection pool scans every connection
-per request, and httpcore detects the async library through imports on every call) against
-~0.2 ms for aiohttp. aiohttp also keys its connection pool by the TLS server name, so a pooled
-connection verified for one host name is never reused for another name at the same address.
+The sender is our own (``http1.py``: asyncio plus the llhttp parser from ``httptools``), not
+a general client. httpx cost ~3 ms of CPU per request under concurrency, aiohttp ~0.2 ms but a
+third of notify's ~0.7 ms per delivery at fan-out rates; a webhook needs one POST to a checked
+address and a bounded answer, which ``http1.Sender`` does with its own keep-alive pool keyed by
+(address, port, TLS server name), so a connection verified for one host name is never reused
+for another name at the same address. Figures: docs/performance.md, "Fan-out".
 """
 
 from __future__ import annotations
@@ -28,9 +28,6 @@ import ssl
 import time
 from collections.abc import Callable
 
-import aiohttp
-from yarl import URL
-
 from services.common.ssrf import (
     ResolutionError,
     Resolver,
@@ -38,6 +35,7 @@ from services.common.ssrf import (
     check_webhook_url,
 )
 from services.notify.channels.base import DeliveryOutcome, Destination, Notification
+from services.notify.channels.http1 import HTTPError, Sender, refuse_line_breaks, route_for
 from services.notify.retry import parse_retry_after
 from services.notify.signing import WebhookSecretError, signature_headers
 
@@ -68,7 +66,7 @@ def classify_response(
 
 
 class WebhookChannel:
-    """Sends notifications as Standard Webhooks requests with aiohttp."""
+    """Sends notifications as Standard Webhooks requests over ``http1.Sender``."""
 
     kind = "webhook"
 
@@ -82,8 +80,10 @@ class WebhookChannel:
         clock: Callable[[], float] = time.time,
         max_connections: int = MAX_CONNECTIONS,
         ssl_context: ssl.SSLContext | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
         self.timeout = timeout
+        self.connect_timeout = connect_timeout if connect_timeout is not None else timeout
         self.allow_private = allow_private
         self.max_body_bytes = max_body_bytes
         self.resolver = resolver
@@ -91,35 +91,29 @@ class WebhookChannel:
         self.max_connections = max_connections
         #: Certificates are always verified; tests pass a context that trusts their own CA.
         self.ssl_context = ssl_context
-        # The send's own asyncio.timeout bounds the whole request; no second set of timers.
-        self._timeout = aiohttp.ClientTimeout(total=None)
-        # Made on first use: an aiohttp session belongs to the event loop it was made in, and
+        # Made on first use: its connections belong to the event loop they were made in, and
         # the app is wired before its loop runs.
-        self._session: aiohttp.ClientSession | None = None
+        self._sender: Sender | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: asyncio.Semaphore | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # trust_env=False: an HTTP(S)_PROXY from the environment would connect on our
-            # behalf to whatever the name resolves to there, defeating the address pinning.
-            # Every request goes to a literal address, so the connector never resolves names.
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self.max_connections,
-                    limit_per_host=0,
-                    use_dns_cache=False,
-                    ssl=self.ssl_context if self.ssl_context is not None else True,
-                ),
-                trust_env=False,
-                auto_decompress=False,
-                headers={"user-agent": USER_AGENT},
-                timeout=self._timeout,
+    def sender(self) -> Sender:
+        loop = asyncio.get_running_loop()
+        if self._sender is None or self._loop is not loop:
+            self._sender = Sender(
+                ssl_context=self.ssl_context,
+                connect_timeout=self.connect_timeout,
+                max_idle=self.max_connections,
             )
-        return self._session
+            self._loop = loop
+            # Open connections at most: in flight (bounded here) plus idle (bounded by max_idle).
+            self._slots = asyncio.Semaphore(self.max_connections)
+        return self._sender
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._sender is not None:
+            await self._sender.aclose()
+            self._sender = None
 
     def encode(self, notification: Notification) -> bytes:
         return _JSON.encode(notification.payload()).encode("utf-8")
@@ -144,35 +138,23 @@ class WebhookChannel:
             )
         except WebhookSecretError as exc:
             return DeliveryOutcome.permanent(f"cannot sign: {exc}")
-        # The checked address is the one connected to: the URL carries the IP, ``Host`` and
-        # the TLS server name (SNI and certificate check) the original name.
-        url, pin_headers, server_hostname = target.pinned_parts()
-        headers = {"content-type": "application/json", **signed, **pin_headers}
+        # The checked address is the one connected to: the route connects to the IP, ``Host``
+        # and the TLS server name (SNI and certificate check) carry the original name.
+        lines = [f"{name}: {value}" for name, value in signed.items()]
         try:
-            async with asyncio.timeout(self.timeout):
-                async with self._client().post(
-                    URL(url, encoded=True),
-                    data=body,
-                    headers=headers,
-                    allow_redirects=False,
-                    server_hostname=server_hostname,
-                ) as response:
-                    snippet = await _read_prefix(response, RESPONSE_SNIPPET_BYTES)
-                    retry_after = response.headers.get("retry-after")
-                    status = response.status
+            route = route_for(destination.address, target.addresses[0], USER_AGENT)
+            refuse_line_breaks(lines)
+        except ValueError as exc:
+            return DeliveryOutcome.permanent(f"cannot build the request: {exc}")
+        headers = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        sender = self.sender()
+        assert self._slots is not None
+        try:
+            async with asyncio.timeout(self.timeout), self._slots:
+                answer = await sender.post(route, headers, body)
         except TimeoutError:
             return DeliveryOutcome.retryable(f"timeout after {self.timeout:g} s")
-        except aiohttp.ClientError as exc:
+        except (HTTPError, OSError, ssl.SSLError) as exc:
             return DeliveryOutcome.retryable(f"connection error: {type(exc).__name__}: {exc}")
-        return classify_response(status, retry_after, snippet)
-
-
-async def _read_prefix(response: aiohttp.ClientResponse, limit: int) -> str:
-    """At most ``limit`` bytes of the body, for the attempt log; the rest is never read."""
-    data = b""
-    while len(data) < limit:
-        chunk = await response.content.read(limit - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return " ".join(data[:limit].decode("utf-8", "replace").split())
+        snippet = " ".join(answer.body[:RESPONSE_SNIPPET_BYTES].decode("utf-8", "replace").split())
+        return classify_response(answer.status, answer.retry_after, snippet)

@@ -67,7 +67,7 @@ def build_document(
     settings: Settings, services: tuple[str, ...] = SERVICES
 ) -> tuple[dict[str, Any], list[str]]:
     """The merged document, and the services whose app could not be built (with why)."""
-    names = StreamNames(settings.stream_prefix)
+    names = StreamNames.for_settings(settings)
     merged: dict[str, Any] = {
         "asyncapi": "3.0.0",
         "info": {
@@ -110,7 +110,7 @@ def build_document(
             channel["description"] = PUBLISHING_NOTE.format(
                 stream=names.ingest,
                 field=DATA_FIELD,
-                accepted=names.accepted,
+                accepted=", ".join(names.accepted_streams),
                 rejected=names.rejected,
             )
             for ref in channel.get("messages", {}).values():

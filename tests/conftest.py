@@ -17,6 +17,7 @@ import pytest
 import redis as redis_sync
 import redis.asyncio as redis_async
 
+from services.common.redis_cluster import LocalCluster
 from services.common.redis_server import RedisServer, bundled_binary
 from services.common.settings import Settings
 
@@ -75,6 +76,25 @@ def redis_server(
     )
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(
+    tmp_path_factory: pytest.TempPathFactory, redis_binary: str
+) -> Iterator[LocalCluster]:
+    """One real 3-master cluster (``--redis-server``'s binary, created with its own CLI) for
+    the whole session, started on first use; no replicas, so nothing here may kill a node
+    (the failover tests start their own with :func:`LocalCluster` and replicas)."""
+    with LocalCluster(data_dir=tmp_path_factory.mktemp("cluster"), binary=redis_binary) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: LocalCluster) -> str:
+    """The shared cluster, emptied: every node's URL, comma-separated (what
+    ``TOPICWATCH_REDIS_URL`` takes in cluster mode)."""
+    redis_cluster.flushall()
+    return redis_cluster.url
 
 
 @pytest.fixture

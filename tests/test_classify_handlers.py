@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 import redis.asyncio as redis_async
 from prometheus_client import CollectorRegistry
 
+import services.classify.handlers as handlers_module
 from services.classify.handlers import (
+    MAX_CLASSIFIED_CHARS,
     ClassifyEntries,
     ClassifyMetrics,
     DryRunError,
@@ -109,3 +112,88 @@ async def test_dry_run_names_the_missing_field(holder: ClassifierHolder) -> None
     with pytest.raises(DryRunError) as info:
         await dry_run(holder, ArticleSubmission(title=TITLE, body="   "))
     assert info.value.field == "body"
+
+
+def handler(
+    aredis: redis_async.Redis, holder: ClassifierHolder, names: StreamNames
+) -> ClassifyEntries:
+    return ClassifyEntries(
+        redis=aredis,
+        names=names,
+        holder=holder,
+        dead_letters=DeadLetters(aredis, names.dead_letters),
+        metrics=ClassifyMetrics(CollectorRegistry()),
+    )
+
+
+#: Common-English filler with no defence vocabulary (a long article's unrelated middle).
+FILLER = "The committee met on a rainy afternoon and discussed the weather at length. "
+
+
+async def test_a_long_article_is_classified_by_its_opening_and_published_whole(
+    aredis: redis_async.Redis, holder: ClassifierHolder
+) -> None:
+    """Classification grows with the text and runs on the event loop: only the first
+    MAX_CLASSIFIED_CHARS characters are read. The S-400 story placed after a long opening is
+    not seen (its entities are, uncapped), and the article is still published in full."""
+    uncapped = holder.current.classify("Committee notes", FILLER * 700 + BODY)
+    assert any(e.id == "system:s-400" for e in uncapped.entities)
+    names = StreamNames("hlong")
+    body = FILLER * 700 + BODY  # 53,000 characters, the story after the cap
+    assert len(body) > MAX_CLASSIFIED_CHARS > len(FILLER * 650)
+    early = FILLER * 100 + BODY  # the same story within the cap
+    long_one = Article(
+        id="art_long", title="Committee notes", body=body, content_hash=content_hash_for("t", body)
+    )
+    short_one = Article(
+        id="art_early",
+        title="Committee notes",
+        body=early,
+        content_hash=content_hash_for("t", early),
+    )
+    done = await handler(aredis, holder, names)(
+        [
+            entry("1-1", long_one.model_dump_json().encode()),
+            entry("1-2", short_one.model_dump_json().encode()),
+        ]
+    )
+    assert done == ["1-1", "1-2"]
+    published = [
+        ClassifiedArticle.model_validate_json(fields[DATA_FIELD.encode()])
+        for _, fields in await aredis.xrange(names.classified)
+    ]
+    assert [c.article.body for c in published] == [body, early]
+    assert published[0].topics == [] and published[0].entities == []
+    assert any(e.id == "system:s-400" for e in published[1].entities)
+    answer = await dry_run(holder, ArticleSubmission(title="Committee notes", body=body))
+    assert answer["topics"] == [] and answer["entities"] == []
+
+
+async def test_the_event_loop_runs_between_the_articles_of_a_batch(
+    aredis: redis_async.Redis, holder: ClassifierHolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch gives the loop back once it has run for YIELD_AFTER_SECONDS (here 0: after
+    every article), so probes and the API wait at most for one article. Counted in ticks
+    of a concurrent task while the batch is handled, not timed."""
+    monkeypatch.setattr(handlers_module, "YIELD_AFTER_SECONDS", 0.0)
+    names = StreamNames("hyield")
+    batch = [entry(f"1-{n}", article().model_dump_json().encode()) for n in range(6)]
+    ticks = 0
+    done_event = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done_event.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    done = await handler(aredis, holder, names)(batch)
+    during = ticks - before
+    done_event.set()
+    await task
+    assert len(done) == 6 and await aredis.xlen(names.classified) == 6
+    # One tick per article's yield, plus those of the pipeline's own awaits.
+    assert during >= 6

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.classify.classifier import _Spans
 from services.classify.matcher import PatternMatcher, fold, normalise, pattern_keys
 from services.classify.segment import dateline_length, is_prose_line, layout
 
@@ -159,3 +160,48 @@ def test_sentence_ends_on_every_mark_and_only_before_a_new_sentence() -> None:
     assert sentence("Quoted") == sentence("Then")  # an opening quote mid-sentence
     assert sentence("2.5") == sentence("él")  # a decimal point ends nothing
     assert sentence("4 end") == sentence("2.5") + 1  # a digit can open a sentence
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(alphabet=" a-,.é\n", max_size=120),
+    st.lists(st.integers(min_value=0, max_value=130), min_size=1, max_size=30),
+)
+def test_word_index_counts_the_words_before_an_offset(text: str, positions: list[int]) -> None:
+    """The first lookups count, later ones bisect a list of word starts built once (a long
+    article asks thousands of times: counting each time was quadratic); both give the
+    number of words starting before the offset, in any order of asking."""
+    norm = normalise(text)
+    folded = norm.text
+    for pos in positions:
+        before = folded[:pos]
+        expected = sum(1 for i in range(len(before) - 1) if before[i] == " " != before[i + 1])
+        assert norm.word_index(pos) == expected, (folded, pos)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 60), st.integers(1, 15)), max_size=12),
+    st.lists(st.tuples(st.integers(0, 70), st.integers(1, 10)), min_size=1, max_size=12),
+)
+def test_span_overlap_by_bisect_equals_testing_every_span(
+    spans: list[tuple[int, int]], hits: list[tuple[int, int]]
+) -> None:
+    """Exclusion phrases shadow the hits they overlap: asked once per hit, answered by a
+    bisect over the spans sorted by start with their running maximum end (testing every
+    span per hit was quadratic in a long article)."""
+    index = _Spans([(s, s + n) for s, n in spans])
+    for start, length in hits:
+        end = start + length
+        expected = any(s < end and start < s + n for s, n in spans)
+        assert index.overlaps(start, end) is expected
+
+
+def test_a_period_after_a_long_token_ends_a_sentence() -> None:
+    """Finding the word before a period looked back 12 characters; without a space there,
+    the "word" was the whole text before it (lower-cased for each such period)."""
+    text = "Title\nSee https://example.org/a-very-long-path. Then more. Gen. Smith spoke."
+    ends = layout(text, 6).sentence_ends
+    period = text.index("path.") + len("path.")
+    assert period + 1 in ends or period in ends
+    assert text.index("Gen.") + 4 not in ends and text.index("Gen.") + 5 not in ends

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+import services.classify.reload as reload_module
 from services.classify.classifier import load_classifier
 from services.classify.loader import DEFAULT_TAXONOMY, load_taxonomy, source_paths
 from services.classify.reload import ClassifierHolder
@@ -216,6 +218,87 @@ async def test_holder_reloads_on_change_and_refuses_a_bad_file(tmp_path: Path) -
         assert holder.current.classify("OTAN summit", "OTAN summit talks").topic_ids() == [
             "alliance"
         ]
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
+async def test_a_reload_is_loaded_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading a taxonomy is hundreds of ms of CPU; the watcher loads in a worker thread
+    while the loop keeps running (counted in ticks of a concurrent task, not timed), and
+    the classifier in use changes only once the new one is complete."""
+    path = write(tmp_path, GOOD)
+    holder = ClassifierHolder(path, registry=CollectorRegistry())
+    old = holder.current
+    loaded_in: list[int] = []
+    seen_meanwhile: list[object] = []
+
+    def recording(at: Path | None) -> object:
+        loaded_in.append(threading.get_ident())
+        seen_meanwhile.append(holder.current)
+        return load_classifier(at)
+
+    monkeypatch.setattr(reload_module, "load_classifier", recording)
+    path.write_text(textwrap.dedent(GOOD.replace('version: "1"', 'version: "2"')))
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    assert await holder.reload_off_loop() is True
+    done.set()
+    await task
+    assert loaded_in and threading.get_ident() not in loaded_in
+    assert seen_meanwhile == [old]  # the old classifier served until the swap
+    assert holder.current.version.startswith("2+") and ticks >= 1
+
+
+async def test_polling_for_changes_reads_file_times_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher polls every couple of seconds; finding the gazetteers a taxonomy names
+    parses the taxonomy (150 ms for the default one), so it is done at (re)load, never per
+    poll."""
+    path = write(tmp_path, GOOD)
+    holder = ClassifierHolder(path, registry=CollectorRegistry(), interval=0.01)
+    parsed: list[Path | None] = []
+    polls = 0
+    real_source_paths, real_snapshot = reload_module.source_paths, reload_module._snapshot
+
+    def counting_source_paths(at: Path | None) -> list[Path]:
+        parsed.append(at)
+        return real_source_paths(at)
+
+    def counting_snapshot(at: Path | None, files: list[Path] | None = None) -> dict[str, int]:
+        nonlocal polls
+        polls += 1
+        return real_snapshot(at, files)
+
+    monkeypatch.setattr(reload_module, "source_paths", counting_source_paths)
+    monkeypatch.setattr(reload_module, "_snapshot", counting_snapshot)
+    watcher = asyncio.create_task(holder.watch())
+    try:
+        for _ in range(500):
+            if polls >= 5:
+                break
+            await asyncio.sleep(0.01)
+        assert polls >= 5 and parsed == []
+        path.write_text(textwrap.dedent(GOOD.replace('version: "1"', 'version: "2"')))
+        os.utime(path, ns=(1, 10**18))
+        for _ in range(500):
+            if holder.current.version.startswith("2+"):
+                break
+            await asyncio.sleep(0.01)
+        assert holder.current.version.startswith("2+")
+        assert parsed == [path]  # once, for the reload
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):

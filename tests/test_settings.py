@@ -137,3 +137,50 @@ def test_cli_commands_default_to_the_embedded_redis(monkeypatch: pytest.MonkeyPa
     assert load_settings().with_redis().redis_url == "redis://127.0.0.1:6391"
     monkeypatch.setenv("TOPICWATCH_REDIS_URL", "redis://elsewhere:6379/2")
     assert load_settings().with_redis().redis_url == "redis://elsewhere:6379/2"
+
+
+def test_cluster_and_partition_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scale-out settings (docs/scaling.md): the defaults are one node, one partition, and
+    keys without hash tags; the names are what the KEDA manifests set."""
+    for name in ("REDIS_URL", "REDIS_CLUSTER", "PARTITIONS", "CONSUME_PARTITIONS"):
+        monkeypatch.delenv(f"TOPICWATCH_{name}", raising=False)
+    settings = load_settings()
+    assert (settings.redis_cluster, settings.partitions, settings.consume_partitions) == (
+        False,
+        1,
+        [],
+    )
+    assert settings.own_partitions == [0] and not settings.partitioned
+    monkeypatch.setenv("TOPICWATCH_REDIS_CLUSTER", "true")
+    monkeypatch.setenv("TOPICWATCH_REDIS_URL", "redis://a:7000, redis://b:7001")
+    monkeypatch.setenv("TOPICWATCH_PARTITIONS", "4")
+    monkeypatch.setenv("TOPICWATCH_CONSUME_PARTITIONS", "3,1,1")
+    settings = load_settings()
+    assert settings.redis_urls == ["redis://a:7000", "redis://b:7001"]
+    assert settings.partitions == 4 and settings.partitioned
+    assert settings.own_partitions == [1, 3]
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"TOPICWATCH_PARTITIONS": "0"}, "TOPICWATCH_PARTITIONS='0'"),
+        (
+            {"TOPICWATCH_PARTITIONS": "2", "TOPICWATCH_CONSUME_PARTITIONS": "1,2"},
+            "TOPICWATCH_CONSUME_PARTITIONS names [2], beyond TOPICWATCH_PARTITIONS=2",
+        ),
+        ({"TOPICWATCH_CONSUME_PARTITIONS": "a"}, "TOPICWATCH_CONSUME_PARTITIONS='a'"),
+        (
+            {"TOPICWATCH_REDIS_URL": "redis://a:1,redis://b:2"},
+            "only TOPICWATCH_REDIS_CLUSTER=true",
+        ),
+    ],
+)
+def test_bad_partition_settings_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict, said: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError):
+        load_settings()
+    assert said in capsys.readouterr().err

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import tempfile
 import threading
 import time
@@ -26,6 +25,7 @@ import httpx
 import redis
 import uvicorn
 
+from services.bench.report import fmt, latency_summary, write_json
 from services.common.models import Article, ClassifiedArticle, TopicTag
 from services.common.redis_server import RedisServer, free_port
 from services.common.settings import Settings
@@ -94,7 +94,7 @@ def _classified(n: int) -> dict[Any, Any]:
     )
 
 
-def run(latency_samples: int, burst: int, subscriptions: int) -> dict[str, float]:
+def run(latency_samples: int, burst: int, subscriptions: int) -> dict[str, Any]:
     from services.notify.app import create_app
 
     with (
@@ -145,23 +145,25 @@ def run(latency_samples: int, burst: int, subscriptions: int) -> dict[str, float
             hook.should_exit = True
             time.sleep(0.3)
     return {
-        "latency_median_ms": statistics.median(latencies) * 1000,
-        "latency_max_ms": max(latencies) * 1000,
-        "alerts": float(burst * subscriptions),
-        "alerts_per_s": burst * subscriptions / seconds,
+        "latency": latency_summary(latencies),
+        "alerts": burst * subscriptions,
+        "alerts_per_s": round(burst * subscriptions / seconds, 1),
     }
 
 
 def cmd_bench_delivery(args: argparse.Namespace) -> int:
     figures = run(args.latency_samples, args.burst, args.subscriptions)
+    latency = figures["latency"]
     print(
-        f"classified -> webhook latency over {args.latency_samples} alerts: "
-        f"median {figures['latency_median_ms']:.1f} ms, worst {figures['latency_max_ms']:.1f} ms"
+        f"classified -> webhook latency over {latency['samples']} alerts: "
+        f"median {fmt(latency['p50_ms'], 'ms', 1)}, worst {fmt(latency['max_ms'], 'ms', 1)}"
     )
     print(
         f"burst of {args.burst} articles x {args.subscriptions} subscriptions: "
-        f"{figures['alerts']:.0f} alerts delivered at {figures['alerts_per_s']:.0f} alerts/s"
+        f"{figures['alerts']} alerts delivered at {fmt(figures['alerts_per_s'], 'alerts/s')}"
     )
+    if args.json:
+        write_json(args.json, figures)
     return 0
 
 
@@ -172,4 +174,5 @@ def register_bench(bench_subparsers: Any) -> None:
     bench.add_argument("--latency-samples", type=int, default=50)
     bench.add_argument("--burst", type=int, default=500, help="articles in the burst")
     bench.add_argument("--subscriptions", type=int, default=4)
+    bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     bench.set_defaults(func=cmd_bench_delivery)

@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.bench.args import positive_ints
 from services.common.models import (
     DEFAULT_TOPIC_IDS,
     Article,
@@ -394,18 +395,6 @@ def format_results(results: Sequence[Result]) -> str:
 DEFAULT_SIZES_ARG = "1000,10000,100000"
 
 
-def _sizes(value: str) -> list[int]:
-    try:
-        sizes = [int(part.replace("_", "")) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"sizes must be comma-separated integers: {value!r}"
-        ) from None
-    if not sizes or any(size < 1 for size in sizes):
-        raise argparse.ArgumentTypeError("sizes must be positive")
-    return sizes
-
-
 def register_bench(bench_subparsers: Any) -> None:
     bench = bench_subparsers.add_parser(
         "percolate",
@@ -418,8 +407,8 @@ def register_bench(bench_subparsers: Any) -> None:
     )
     bench.add_argument(
         "--sizes",
-        type=_sizes,
-        default=_sizes(DEFAULT_SIZES_ARG),
+        type=positive_ints,
+        default=positive_ints(DEFAULT_SIZES_ARG),
         help=f"stored query counts (default {DEFAULT_SIZES_ARG})",
     )
     bench.add_argument("--articles", type=int, default=2000, help="articles timed per size")

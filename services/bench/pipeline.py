@@ -1,114 +1,248 @@
-"""``topicwatch bench pipeline``: the whole pipe, measured end to end.
+"""``topicwatch bench pipeline``: the whole pipe against the transport it runs on (issue 10).
 
-Starts a private redis-server, the three services as separate processes and a webhook
-receiver on loopback, subscribes the receiver, then
+One command starts a private Redis, ingest, classify and notify as separate processes
+(:class:`services.harness.stack.Stack`) and a fast webhook receiver in a process of its own
+(:mod:`services.bench.receiver`), all on loopback, and prints in one run:
 
-1. publishes articles one at a time and times each from ``XADD`` on the ingest stream to the
-   signed webhook arriving (the product's promise: an alert within a second);
-2. publishes a burst and times how fast it flows through to classified articles and to
-   delivered alerts.
+1. **relay**: the bare transport, entries/s through three consumer groups by raw redis-py
+   (XADD, XREADGROUP, XACK, no work) on the same Redis: the baseline every other figure is
+   read against, because the machine is shared and noisy;
+2. **end to end**: articles/s of the realistic stream (:mod:`services.bench.stream`: ~10 %
+   defence stories, 1-10 KB bodies) with 1,000 query subscriptions, from the first XADD on
+   the ingest stream until every consumer group of the three streams has read and
+   acknowledged everything, and its ratio to (1);
+3. **fan-out**: signed webhook deliveries/s, N subscriptions x M matching articles written
+   straight to the classified stream, with one and then two notify processes;
+4. **latency**: XADD -> first webhook p50/p95/p99 at fixed rates of the realistic stream
+   (100, 500, 1,000 articles/s), and the p99 of the services' HTTP endpoints meanwhile;
+5. **peak RSS** of every process (the kernel's high-water mark).
 
-The baseline, measured in the same run on the same Redis, is the bare transport: the same
-number of entries passed through three consumer groups by raw redis-py (XADD, XREADGROUP,
-XACK, no work), so the figures show what the services add to what Redis costs.
+Every phase also reports the CPU of each process (100 % = one core), so that the load
+generator (this process) and the receiver are visibly not the limit, and the load average.
+``--quick`` runs every figure at a small size (well under a minute); ``--json PATH`` writes the
+figures the table shows. Figures are printed, never asserted: tests check only their shape.
+
+Each figure is one function taking the running :class:`Bench`, so a variant (another
+topology, ``--cluster``) adds a figure or a way to start the stack without touching the others.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
-import statistics
+import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import redis
 
-from services.cli import SERVICES, Supervisor
-from services.common.http import wait_healthy
-from services.common.redis_server import RedisServer, free_port
-from services.common.streams import DATA_FIELD, StreamNames
+from services.bench.args import positive_ints
+from services.bench.procstat import CpuMeter, peak_rss_mb
+from services.bench.receiver import ReceiverProcess
+from services.bench.report import fmt, latency_summary, machine, table, write_json
+from services.bench.stream import RealisticStream, StreamArticle, subscriptions
+from services.common.models import Article, ClassifiedArticle, TopicTag
+from services.common.streams import DATA_FIELD, StreamNames, encode
+from services.harness.articles import FILLER
+from services.harness.stack import Replica, Stack
 
-COUNTRIES = ["Poland", "Romania", "Finland", "Egypt", "India", "Qatar", "Morocco", "Greece"]
-SYSTEMS = ["Patriot", "NASAMS", "IRIS-T SLM", "SAMP/T", "Sky Sabre", "KM-SAM", "Barak-8"]
-FILLER = (
-    "officials parliament budget ministry industry talks week region border statement "
-    "analysts committee spokesman training agreement funding schedule radar units crews "
-    "partners programme review tender offset factory logistics capability timeline"
-).split()
-
-
-def article(n: int) -> dict[str, Any]:
-    """A distinct air-defence procurement story (distinct text: notify folds near-duplicates)."""
-    rng = random.Random(n)
-    country, system = rng.choice(COUNTRIES), rng.choice(SYSTEMS)
-    lead = (
-        f"{country} signed a contract on Tuesday to buy {rng.randint(2, 12)} {system} "
-        f"air defence batteries, the defence ministry said."
-    )
-    filler = " ".join(rng.choice(FILLER) for _ in range(80))
-    return {
-        "title": f"{country} orders {system} air defence systems (bench {n})",
-        "body": f"{lead}\n\n{filler.capitalize()}.\n\nDeliveries are due to start next year.",
-        "url": f"https://bench.example/{n}",
-        "source": "bench",
-    }
+# --- sizes -------------------------------------------------------------------------------------
 
 
-class Receiver:
-    """Records when each article's alert arrives (by the article's URL)."""
+@dataclass(frozen=True)
+class Sizes:
+    relay_entries: int = 20_000
+    e2e_articles: int = 5_000
+    query_subscriptions: int = 1_000
+    fanout_subscriptions: int = 500
+    fanout_articles: int = 20
+    rates: tuple[int, ...] = (100, 500, 1_000)
+    rate_seconds: float = 10.0
+    drain_timeout: float = 300.0
 
-    def __init__(self) -> None:
-        self.arrived: dict[str, float] = {}
-        self.lock = threading.Lock()
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
+FULL = Sizes()
+QUICK = Sizes(
+    relay_entries=2_000,
+    e2e_articles=300,
+    query_subscriptions=100,
+    fanout_subscriptions=50,
+    fanout_articles=10,
+    rate_seconds=1.0,
+    drain_timeout=60.0,
+)
+
+#: Targets of issue 10 (2 cores, everything on the machine).
+TARGET_FANOUT_PER_S = 2_500
+TARGET_FANOUT_SCALING = 1.7
+TARGET_E2E_RATIO = 0.25
+TARGET_P99_MS = 50.0
+TARGET_RSS_MB = 200.0
+TARGET_LATENCY_RATE = 500
+
+#: The score of the fan-out articles' topic: under the 0.9 floor some stored queries set, so
+#: only the fan-out subscriptions match them.
+FANOUT_SCORE = 0.85
+FANOUT_TOPIC = "air-defence-procurement"
+
+
+def say(message: str) -> None:
+    print(f"... {message}", file=sys.stderr, flush=True)
+
+
+# --- the running stack -------------------------------------------------------------------------
+
+
+class Bench:
+    """The stack, the receiver and a Redis client for one run; what every figure needs."""
+
+    def __init__(self, sizes: Sizes, workdir: Path) -> None:
+        self.sizes = sizes
+        self.stack = Stack(workdir, settings_env={"TOPICWATCH_LOG_LEVEL": "WARNING"})
+        self.receiver: ReceiverProcess | None = None
+        self.names = StreamNames()
+        self.stream = RealisticStream()
+        self._client: redis.Redis | None = None
+        self._http: httpx.Client | None = None
+
+    def start(self) -> Bench:
+        self.receiver = ReceiverProcess()
+        self.stack.start()
+        self.receiver.wait_ready()
+        self._client = redis.Redis.from_url(self.stack.redis_url)
+        self._http = httpx.Client(timeout=30)
+        return self
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.close()
+        if self._client is not None:
+            self._client.close()
+        if self.receiver is not None:
+            self.receiver.close()
+        self.stack.stop()
+
+    @property
+    def client(self) -> redis.Redis:
+        assert self._client is not None, "start() first"
+        return self._client
+
+    @property
+    def http(self) -> httpx.Client:
+        assert self._http is not None, "start() first"
+        return self._http
+
+    @property
+    def recv(self) -> ReceiverProcess:
+        assert self.receiver is not None, "start() first"
+        return self.receiver
+
+    def replicas(self, service: str | None = None) -> list[Replica]:
+        return [r for r in self.stack.replicas if service is None or r.service == service]
+
+    def pids(self) -> dict[str, int]:
+        """Every process of the run by name (this one, the load generator, is measured apart)."""
+        pids = {r.name: r.process.pid for r in self.replicas() if r.process and r.alive()}
+        if self.stack.redis.process is not None:
+            pids["redis"] = self.stack.redis.process.pid
+        pids["receiver"] = self.recv.pid
+        return pids
+
+    def cpu(self) -> CpuMeter:
+        return CpuMeter(self.pids()).start()
+
+    def add_replica(self, service: str) -> Replica:
+        """Start one more process of ``service`` (the fan-out's second notify)."""
+        index = len(self.replicas(service)) + 1
+        replica = Replica(service, index, self.stack.env(), self.stack.workdir)
+        replica.start()
+        self.stack.replicas.append(replica)
+        replica.wait_healthy()
+        return replica
+
+    def subscribe(self, requests: Iterable[dict[str, Any]]) -> int:
+        """Create subscriptions through notify's API (the product's path, validation and all)."""
+        url = f"{self.replicas('notify')[0].url}/v1/subscriptions"
+        made = 0
+        for body in requests:
+            self.http.post(url, json=body).raise_for_status()
+            made += 1
+        return made
+
+    def publish(self, articles: Sequence[StreamArticle], batch: int = 200) -> None:
+        """XADD to the ingest stream, pipelined in batches (how a bulk producer writes)."""
+        for start in range(0, len(articles), batch):
+            pipe = self.client.pipeline(transaction=False)
+            for a in articles[start : start + batch]:
+                pipe.xadd(self.names.ingest, {DATA_FIELD: a.payload})
+            pipe.execute()
+
+    def drained(self) -> bool:
+        """Every group of the three pipe streams has read everything and acknowledged it.
+
+        A service acknowledges an entry only after what it produced is written, so when the
+        three are drained at one look, every article has gone all the way through.
+        """
+        for stream in (self.names.ingest, self.names.accepted, self.names.classified):
+            try:
+                last = self.client.xinfo_stream(stream)["last-generated-id"]
+            except redis.ResponseError:  # no such stream yet: nothing written to it
+                continue
+            for group in self.client.xinfo_groups(stream):
+                if group["pending"] or group["last-delivered-id"] != last:
+                    return False
+        return True
+
+    def wait_drained(self, timeout: float) -> float:
+        """Wait until :meth:`drained`; return the monotonic time it was first seen."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.drained():
+                return time.monotonic()
+            time.sleep(0.005)
+        raise TimeoutError(f"the pipe did not drain within {timeout:g} s")
+
+    def wait_quiet(self, quiet: float = 0.5, timeout: float = 60.0) -> None:
+        """Wait until the receiver has had no webhook for ``quiet`` seconds (deliveries done)."""
+        deadline = time.monotonic() + timeout
+        last, since = self.recv.counts(), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = self.recv.counts()
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet:
                 return
 
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                now = time.perf_counter()
-                data = json.loads(body)["data"]
-                alerts = data["alerts"] if "alerts" in data else [data]
-                with receiver.lock:
-                    for alert in alerts:
-                        receiver.arrived.setdefault(alert["article"]["url"], now)
-                self.send_response(200)
-                self.end_headers()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait(self, urls: list[str], timeout: float) -> float:
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            with self.lock:
-                if all(u in self.arrived for u in urls):
-                    return max(self.arrived[u] for u in urls)
-            time.sleep(0.002)
-        raise TimeoutError(f"{sum(u in self.arrived for u in urls)} of {len(urls)} alerts")
+# --- (1) the bare relay ------------------------------------------------------------------------
 
 
-def transport_baseline(client: redis.Redis, count: int, batch: int) -> float:
-    """Entries per second through three consumer groups with no work: the Redis floor."""
-    streams = [f"bench:baseline:{i}" for i in range(4)]
+def relay_baseline(bench: Bench) -> dict[str, Any]:
+    """Entries per second through three consumer groups with no work: the Redis floor.
+
+    Raw redis-py in this process, pipelined in batches of 200: the same transport the
+    services use (XADD, XREADGROUP, XACK per hop), without any of their work.
+    """
+    count, batch = bench.sizes.relay_entries, 200
+    client = bench.client
+    streams = [f"bench:relay:{i}" for i in range(4)]
     for stream in streams[:3]:
         client.xgroup_create(stream, "g", id="0", mkstream=True)
+    payload = b'{"n": 0, "body": "' + b"x" * 200 + b'"}'
+    meter = bench.cpu()
     started = time.perf_counter()
-    pipe = client.pipeline(transaction=False)
-    for n in range(count):
-        pipe.xadd(streams[0], {DATA_FIELD: json.dumps({"n": n})})
-    pipe.execute()
+    for start in range(0, count, 1_000):
+        pipe = client.pipeline(transaction=False)
+        for _ in range(start, min(count, start + 1_000)):
+            pipe.xadd(streams[0], {DATA_FIELD: payload})
+        pipe.execute()
     for hop in range(3):
         moved = 0
         while moved < count:
@@ -120,101 +254,401 @@ def transport_baseline(client: redis.Redis, count: int, batch: int) -> float:
             pipe.xack(streams[hop], "g", *[e[0] for e in entries])
             pipe.execute()
             moved += len(entries)
-    return count / (time.perf_counter() - started)
-
-
-def run(latency_samples: int, burst: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer(data_dir=Path(tmp) / "redis", appendonly=True).start()
-        receiver = Receiver()
-        ports = {s: free_port() for s in SERVICES}
-        env = {
-            **os.environ,
-            "TOPICWATCH_REDIS_URL": server.url,
-            "TOPICWATCH_ALLOW_PRIVATE_WEBHOOKS": "true",
-            "TOPICWATCH_LOG_LEVEL": "WARNING",
-            **{f"TOPICWATCH_{s.upper()}_PORT": str(p) for s, p in ports.items()},
-        }
-        env.pop("TOPICWATCH_API_KEYS", None)
-        supervisor = Supervisor(env, quiet=True)
-        supervisor.start()
-        client = redis.Redis.from_url(server.url)
-        names = StreamNames()
-        try:
-            for port in ports.values():
-                wait_healthy(f"http://127.0.0.1:{port}")
-            httpx.post(
-                f"http://127.0.0.1:{ports['notify']}/v1/subscriptions",
-                json={
-                    "name": "bench",
-                    "topics": ["air-defence-procurement"],
-                    "webhook_url": receiver.url,
-                },
-            ).raise_for_status()
-
-            latencies = []
-            for n in range(latency_samples):
-                doc = article(n)
-                started = time.perf_counter()
-                client.xadd(names.ingest, {DATA_FIELD: json.dumps(doc)})
-                latencies.append(receiver.wait([doc["url"]], timeout=30) - started)
-
-            docs = [article(latency_samples + n) for n in range(burst)]
-            started = time.perf_counter()
-            pipe = client.pipeline(transaction=False)
-            for doc in docs:
-                pipe.xadd(names.ingest, {DATA_FIELD: json.dumps(doc)})
-            pipe.execute()
-            target = latency_samples + burst
-            while client.xlen(names.classified) < target:
-                if time.perf_counter() - started > 600:
-                    raise TimeoutError("burst not classified within 600 s")
-                time.sleep(0.01)
-            classified_at = time.perf_counter()
-            delivered_at = receiver.wait([d["url"] for d in docs], timeout=600)
-            baseline = transport_baseline(client, burst, 200)
-        finally:
-            supervisor.stop()
-            receiver.server.shutdown()
-            server.stop()
-    ordered = sorted(latencies)
+    seconds = time.perf_counter() - started
+    cpu = meter.stop()
+    client.delete(*streams)
     return {
-        "latency_p50_ms": statistics.median(ordered) * 1000,
-        "latency_p95_ms": ordered[max(0, round(0.95 * len(ordered)) - 1)] * 1000,
-        "latency_max_ms": ordered[-1] * 1000,
-        "burst": burst,
-        "classified_per_s": burst / (classified_at - started),
-        "alerted_per_s": burst / (delivered_at - started),
-        "baseline_per_s": baseline,
+        "entries": count,
+        "seconds": round(seconds, 3),
+        "entries_per_s": round(count / seconds, 1),
+        "cpu_percent": cpu,
     }
 
 
+# --- (2) end to end ----------------------------------------------------------------------------
+
+
+def end_to_end(bench: Bench, relay: dict[str, Any]) -> dict[str, Any]:
+    """The realistic stream from XADD on the ingest stream until all three groups drain."""
+    articles = bench.stream.take(bench.sizes.e2e_articles)
+    before = bench.recv.counts()["track"]
+    meter = bench.cpu()
+    started = time.monotonic()
+    bench.publish(articles)
+    drained_at = bench.wait_drained(bench.sizes.drain_timeout)
+    cpu = meter.stop()
+    seconds = drained_at - started
+    rate = len(articles) / seconds
+    bench.wait_quiet()
+    return {
+        "articles": len(articles),
+        "defence_share": round(sum(a.defence for a in articles) / len(articles), 3),
+        "mean_payload_bytes": round(sum(len(a.payload) for a in articles) / len(articles)),
+        "subscriptions": bench.sizes.query_subscriptions,
+        "seconds": round(seconds, 3),
+        "articles_per_s": round(rate, 1),
+        "ratio_to_relay": round(rate / relay["entries_per_s"], 4),
+        "webhooks": bench.recv.counts()["track"] - before,
+        "cpu_percent": cpu,
+    }
+
+
+# --- (3) fan-out -------------------------------------------------------------------------------
+
+
+def fanout_article(n: int) -> dict[Any, Any]:
+    """A classified article every fan-out subscription matches, its own story (no folding)."""
+    rng = random.Random(n)
+    body = " ".join(rng.choices(FILLER, k=120)).capitalize() + "."
+    article = Article(
+        id=f"art_fanout{n:018d}",
+        title=f"Fan-out story {n}",
+        body=body,
+        url=f"https://fanout.example/{n}",
+        content_hash=f"fanout{n}",
+    )
+    classified = ClassifiedArticle(
+        article=article,
+        topics=[TopicTag(id=FANOUT_TOPIC, score=FANOUT_SCORE)],
+        taxonomy_version="bench",
+    )
+    return dict(encode(classified))
+
+
+class _Fanout:
+    """The fan-out subscriptions, made once; each run writes articles not used before."""
+
+    def __init__(self) -> None:
+        self.subscriptions = 0
+        self.next_article = 0
+
+
+def fanout(bench: Bench, state: _Fanout) -> dict[str, Any]:
+    """Deliveries/s: every fan-out subscription x ``fanout_articles`` new articles, timed
+    from the XADD on the classified stream until the receiver has counted every webhook."""
+    sizes = bench.sizes
+    if not state.subscriptions:
+        url = f"{bench.recv.url}/count"
+        state.subscriptions = bench.subscribe(
+            {"name": f"fan-out {i}", "topics": [FANOUT_TOPIC], "webhook_url": f"{url}/{i}"}
+            for i in range(sizes.fanout_subscriptions)
+        )
+    first = state.next_article
+    state.next_article += sizes.fanout_articles
+    entries = [fanout_article(n) for n in range(first, state.next_article)]
+    expected = bench.recv.counts()["count"] + state.subscriptions * len(entries)
+    meter = bench.cpu()
+    started = time.monotonic()
+    pipe = bench.client.pipeline(transaction=False)
+    for fields in entries:
+        pipe.xadd(bench.names.classified, fields)
+    pipe.execute()
+    deadline = started + sizes.drain_timeout
+    while (got := bench.recv.counts()["count"]) < expected:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fan-out: {got} of {expected} webhooks")
+        time.sleep(0.005)
+    seconds = time.monotonic() - started
+    cpu = meter.stop()
+    deliveries = state.subscriptions * len(entries)
+    return {
+        "notify_processes": len(bench.replicas("notify")),
+        "subscriptions": state.subscriptions,
+        "articles": len(entries),
+        "deliveries": deliveries,
+        "seconds": round(seconds, 3),
+        "deliveries_per_s": round(deliveries / seconds, 1),
+        "cpu_percent": cpu,
+    }
+
+
+# --- (4) latency at fixed rates ----------------------------------------------------------------
+
+
+class HttpProbe(threading.Thread):
+    """GETs each service's endpoints in turn (~50 requests/s in all) and times the answers."""
+
+    def __init__(self, targets: dict[str, str], interval: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.targets = targets
+        self.interval = interval
+        self.times: dict[str, list[float]] = {name: [] for name in targets}
+        self.errors = 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self._done.is_set():
+                for name, url in self.targets.items():
+                    started = time.perf_counter()
+                    try:
+                        client.get(url).raise_for_status()
+                    except httpx.HTTPError:
+                        self.errors += 1
+                        continue
+                    self.times[name].append(time.perf_counter() - started)
+                    if self._done.wait(self.interval):
+                        return
+
+    def stop(self) -> dict[str, Any]:
+        self._done.set()
+        self.join(15)
+        summary: dict[str, Any] = {n: latency_summary(t) for n, t in self.times.items()}
+        every = [t for times in self.times.values() for t in times]
+        summary["all"] = latency_summary(every)
+        summary["errors"] = self.errors
+        return summary
+
+
+def probe_targets(bench: Bench) -> dict[str, str]:
+    targets = {f"{r.name} /healthz": f"{r.url}/healthz" for r in bench.replicas()}
+    notify = bench.replicas("notify")[0]
+    targets["notify-1 GET /v1/subscriptions"] = f"{notify.url}/v1/subscriptions?limit=20"
+    return targets
+
+
+def latency_at(bench: Bench, rate: int) -> dict[str, Any]:
+    """Publish the realistic stream at ``rate`` articles/s for ``rate_seconds``; XADD -> first
+    webhook of each article that has one (about one in ten: the defence stories)."""
+    sizes = bench.sizes
+    articles = bench.stream.take(max(1, round(rate * sizes.rate_seconds)))
+    sent_at: dict[str, float] = {}
+    probe = HttpProbe(probe_targets(bench))
+    meter = bench.cpu()
+    probe.start()
+    started = time.monotonic()
+    sent = 0
+    while sent < len(articles):
+        due = min(len(articles), int((time.monotonic() - started) * rate) + 1)
+        if due > sent:
+            pipe = bench.client.pipeline(transaction=False)
+            for a in articles[sent:due]:
+                pipe.xadd(bench.names.ingest, {DATA_FIELD: a.payload})
+            now = time.monotonic()
+            pipe.execute()
+            for a in articles[sent:due]:
+                sent_at[a.url] = now
+            sent = due
+        time.sleep(0.002)
+    published = time.monotonic()
+    drained = bench.wait_drained(sizes.drain_timeout)
+    bench.wait_quiet()
+    http = probe.stop()
+    cpu = meter.stop()
+    stats = bench.recv.stats()
+    first, last = stats["first"], stats["last"]
+    firsts = [first[u] - t for u, t in sent_at.items() if u in first]
+    lasts = [last[u] - t for u, t in sent_at.items() if u in last]
+    return {
+        "rate": rate,
+        "articles": len(articles),
+        "achieved_rate": round(len(articles) / max(published - started, 1e-9), 1),
+        "backlog_drain_s": round(max(0.0, drained - published), 3),
+        "first_webhook": latency_summary(firsts),
+        "last_webhook": latency_summary(lasts),
+        "http": http,
+        "cpu_percent": cpu,
+    }
+
+
+# --- (5) peak memory ---------------------------------------------------------------------------
+
+
+def peak_rss(bench: Bench) -> dict[str, float | None]:
+    """Peak resident MB of every process of the run, read before they stop."""
+    peaks = {name: peak_rss_mb(pid) for name, pid in bench.pids().items()}
+    return {name: None if mb is None else round(mb, 1) for name, mb in peaks.items()}
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def run(sizes: Sizes) -> dict[str, Any]:
+    figures: dict[str, Any] = {"machine_at_start": machine(), "sizes": asdict(sizes)}
+    with tempfile.TemporaryDirectory(prefix="topicwatch-bench-") as tmp:
+        bench = Bench(sizes, Path(tmp))
+        say("starting redis, ingest, classify, notify and the receiver")
+        bench.start()
+        try:
+            say(f"subscribing {sizes.query_subscriptions:,} stored queries")
+            bench.subscribe(subscriptions(sizes.query_subscriptions, f"{bench.recv.url}/track"))
+            say(f"(1) bare relay: {sizes.relay_entries:,} entries through three groups")
+            figures["relay"] = relay_baseline(bench)
+            say(f"(2) end to end: {sizes.e2e_articles:,} articles of the realistic stream")
+            figures["end_to_end"] = end_to_end(bench, figures["relay"])
+            figures["latency"] = []
+            for rate in sizes.rates:
+                say(f"(4) latency at {rate:,} articles/s for {sizes.rate_seconds:g} s")
+                figures["latency"].append(latency_at(bench, rate))
+            state = _Fanout()
+            say(
+                f"(3) fan-out: {sizes.fanout_subscriptions:,} subscriptions x "
+                f"{sizes.fanout_articles} articles, one notify process"
+            )
+            one = fanout(bench, state)
+            say("(3) fan-out: starting a second notify process")
+            bench.add_replica("notify")
+            two = fanout(bench, state)
+            two["scaling"] = round(two["deliveries_per_s"] / one["deliveries_per_s"], 2)
+            figures["fanout"] = [one, two]
+            figures["peak_rss_mb"] = peak_rss(bench)
+        except BaseException:
+            print(bench.stack.logs_tail(), file=sys.stderr)
+            raise
+        finally:
+            bench.stop()
+    figures["machine_at_end"] = machine()
+    figures["targets"] = verdicts(figures)
+    return figures
+
+
+def verdicts(f: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of issue 10 against this run: met or not, and the gap."""
+    out: list[dict[str, Any]] = []
+
+    def check(name: str, measured: float | None, target: float, higher: bool, unit: str) -> None:
+        met = measured is not None and (measured >= target if higher else measured <= target)
+        out.append({"target": name, "measured": measured, "goal": target, "unit": unit, "met": met})
+
+    one, two = f["fanout"]
+    check("fan-out, 1 notify", one["deliveries_per_s"], TARGET_FANOUT_PER_S, True, "/s")
+    check("fan-out, 2 notify / 1 notify", two["scaling"], TARGET_FANOUT_SCALING, True, "x")
+    check("end to end / relay", f["end_to_end"]["ratio_to_relay"], TARGET_E2E_RATIO, True, "x")
+    at = next((r for r in f["latency"] if r["rate"] == TARGET_LATENCY_RATE), None)
+    if at is not None:
+        check(
+            f"p99 XADD->webhook at {TARGET_LATENCY_RATE}/s",
+            at["first_webhook"]["p99_ms"],
+            TARGET_P99_MS,
+            False,
+            "ms",
+        )
+        check("HTTP p99 during the run", at["http"]["all"]["p99_ms"], TARGET_P99_MS, False, "ms")
+    services = {k: v for k, v in f["peak_rss_mb"].items() if k not in ("redis", "receiver")}
+    worst = max((v for v in services.values() if v is not None), default=None)
+    check("peak RSS of a service (this run's subscriptions)", worst, TARGET_RSS_MB, False, "MB")
+    return out
+
+
+# --- printing ----------------------------------------------------------------------------------
+
+
+def _cpu(cpu: dict[str, float], *names: str) -> str:
+    keys = [k for k in cpu if any(k.startswith(n) for n in names)]
+    return ", ".join(f"{k} {cpu[k]:.0f}%" for k in keys)
+
+
+def format_figures(f: dict[str, Any]) -> str:
+    relay, e2e = f["relay"], f["end_to_end"]
+    rows = [
+        [
+            "(1) bare relay, 3 groups",
+            fmt(relay["entries_per_s"], "entries/s"),
+            f"{relay['entries']:,} entries; " + _cpu(relay["cpu_percent"], "load", "redis"),
+        ],
+        [
+            "(2) end to end",
+            fmt(e2e["articles_per_s"], "articles/s"),
+            f"{e2e['ratio_to_relay']:.3f}x of (1); {e2e['articles']:,} articles, "
+            f"{e2e['subscriptions']:,} query subscriptions, {e2e['webhooks']:,} webhooks; "
+            + _cpu(e2e["cpu_percent"], "ingest", "classify", "notify", "redis", "load"),
+        ],
+    ]
+    for run_ in f["fanout"]:
+        note = f"{run_['subscriptions']:,} subs x {run_['articles']} articles; " + _cpu(
+            run_["cpu_percent"], "notify", "receiver", "load", "redis"
+        )
+        if "scaling" in run_:
+            note = f"{run_['scaling']:.2f}x of one; " + note
+        rows.append(
+            [
+                f"(3) fan-out, {run_['notify_processes']} notify",
+                fmt(run_["deliveries_per_s"], "deliveries/s"),
+                note,
+            ]
+        )
+    for lat in f["latency"]:
+        first, http = lat["first_webhook"], lat["http"]["all"]
+        rows.append(
+            [
+                f"(4) latency p50/p95/p99, {lat['rate']:,}/s",
+                f"{fmt(first['p50_ms'], '', 0)} / {fmt(first['p95_ms'], '', 0)}"
+                f" / {fmt(first['p99_ms'], 'ms', 0)}",
+                f"{first['samples']} samples; sent at {lat['achieved_rate']:,.0f}/s, "
+                f"drained {lat['backlog_drain_s']:.1f} s after; HTTP p99 "
+                f"{fmt(http['p99_ms'], 'ms', 1)} (max {fmt(http['max_ms'], 'ms', 0)})",
+            ]
+        )
+    rss = f["peak_rss_mb"]
+    services = [k for k in rss if k not in ("redis", "receiver")]
+    rows.append(
+        [
+            "(5) peak RSS",
+            fmt(max(rss[k] or 0 for k in services), "MB", 0),
+            ", ".join(f"{k} {fmt(rss[k], 'MB', 0)}" for k in rss),
+        ]
+    )
+    start, end = f["machine_at_start"], f["machine_at_end"]
+    lines = [
+        f"topicwatch bench pipeline, {start['utc']}: {start['cores']} cores, load average "
+        f"{' '.join(map(str, start['load_average']))} at start, "
+        f"{' '.join(map(str, end['load_average']))} at end",
+        "",
+        table(["figure", "value", "notes"], rows, align="lrl"),
+        "",
+        table(
+            ["target (issue 10)", "measured", "goal", "met"],
+            [
+                [
+                    t["target"],
+                    fmt(t["measured"], t["unit"], 2 if t["unit"] == "x" else 0),
+                    fmt(t["goal"], t["unit"], 2 if t["unit"] == "x" else 0),
+                    "met" if t["met"] else "NOT met",
+                ]
+                for t in f["targets"]
+            ],
+        ),
+        "",
+        "CPU % is of one core over the phase; the load generator is this process.",
+    ]
+    return "\n".join(lines)
+
+
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
-    print(
-        f"starting redis, ingest, classify, notify and a receiver; {args.latency_samples} "
-        f"single articles, then a burst of {args.burst}...",
-        flush=True,
-    )
-    f = run(args.latency_samples, args.burst)
-    print(
-        f"publish -> signed webhook, one at a time: median {f['latency_p50_ms']:.0f} ms, "
-        f"p95 {f['latency_p95_ms']:.0f} ms, worst {f['latency_max_ms']:.0f} ms"
-    )
-    print(
-        f"burst of {f['burst']}: classified at {f['classified_per_s']:,.0f} articles/s, "
-        f"alerts delivered at {f['alerted_per_s']:,.0f} articles/s"
-    )
-    print(
-        f"baseline (same Redis, same run): bare transport through three consumer groups "
-        f"{f['baseline_per_s']:,.0f} entries/s"
-    )
+    sizes = QUICK if args.quick else FULL
+    overrides = {
+        k: v
+        for k, v in {
+            "query_subscriptions": args.subscriptions,
+            "fanout_subscriptions": args.fanout_subscriptions,
+            "fanout_articles": args.fanout_articles,
+            "e2e_articles": args.articles,
+            "rate_seconds": args.rate_seconds,
+        }.items()
+        if v is not None
+    }
+    if args.rates is not None:
+        overrides["rates"] = tuple(args.rates)
+    sizes = Sizes(**{**asdict(sizes), **overrides})
+    figures = run(sizes)
+    print(format_figures(figures))
+    if args.json:
+        write_json(args.json, figures)
     return 0
 
 
 def register_bench(bench_subparsers: Any) -> None:
     parser = bench_subparsers.add_parser(
-        "pipeline", help="whole pipe: publish -> webhook latency and burst throughput"
+        "pipeline",
+        help="whole pipe: relay baseline, end to end, fan-out, latency, peak RSS (issue 10)",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    parser.add_argument("--latency-samples", type=int, default=30)
-    parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--articles", type=int, help="end-to-end articles (default 5,000)")
+    parser.add_argument("--subscriptions", type=int, help="query subscriptions (default 1,000)")
+    parser.add_argument("--fanout-subscriptions", type=int, help="default 500")
+    parser.add_argument("--fanout-articles", type=int, help="default 20")
+    parser.add_argument("--rates", type=positive_ints, help="latency rates (default 100,500,1000)")
+    parser.add_argument("--rate-seconds", type=float, help="seconds per rate (default 10)")
     parser.set_defaults(func=cmd_bench_pipeline)

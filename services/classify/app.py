@@ -30,14 +30,16 @@ def create_app(settings: Settings) -> FastAPI:
     runtime.http.state.classifier = holder
     metrics = ClassifyMetrics(runtime.registry)
     metrics.known_topics(holder.topic_ids)
-    handle_entries = ClassifyEntries(
-        redis=runtime.redis,
-        names=runtime.names,
-        holder=holder,
-        dead_letters=runtime.dead_letters,
-        metrics=metrics,
-    )
-    runtime.consume(runtime.names.accepted, GROUP_CLASSIFY, handle_entries)
+    for partition in settings.own_partitions:
+        handle_entries = ClassifyEntries(
+            redis=runtime.redis,
+            names=runtime.names,
+            holder=holder,
+            dead_letters=runtime.dead_letters,
+            metrics=metrics,
+            partition=partition,
+        )
+        runtime.consume(handle_entries.source, GROUP_CLASSIFY, handle_entries)
     runtime.run_in_background("taxonomy-reload", holder.watch)
     announcer = TaxonomyAnnouncer(
         redis=runtime.redis, names=runtime.names, holder=holder, metrics=metrics

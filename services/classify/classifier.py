@@ -88,8 +88,29 @@ class Classification:
         return [t.id for t in self.topics]
 
 
-def _overlaps(start: int, end: int, spans: list[tuple[int, int]]) -> bool:
-    return any(s < end and start < e for s, e in spans)
+class _Spans:
+    """Spans (start, end) asked "does any of you overlap [start, end)?" once per hit.
+
+    Sorted by start, with the running maximum of the ends: the spans starting before
+    ``end`` are a prefix, and one of them overlaps exactly when the largest end among them
+    is past ``start``. A bisect per question, where testing every span made a long article
+    quadratic (thousands of hits, each against every exclusion phrase found).
+    """
+
+    __slots__ = ("max_ends", "starts")
+
+    def __init__(self, spans: list[tuple[int, int]]) -> None:
+        ordered = sorted(spans)
+        self.starts = [s for s, _ in ordered]
+        self.max_ends: list[int] = []
+        reach = -1
+        for _, e in ordered:
+            reach = max(reach, e)
+            self.max_ends.append(reach)
+
+    def overlaps(self, start: int, end: int) -> bool:
+        i = bisect.bisect_left(self.starts, end)
+        return i > 0 and self.max_ends[i - 1] > start
 
 
 class Classifier:
@@ -227,10 +248,11 @@ class Classifier:
                 for span in excl_spans[a]
             ]
             if global_spans:
+                shadows = _Spans(global_spans)
                 for a in list(by_atom):
                     if a in tax.global_exclude_atoms:
                         continue
-                    kept = [h for h in by_atom[a] if not _overlaps(h[0], h[1], global_spans)]
+                    kept = [h for h in by_atom[a] if not shadows.overlaps(h[0], h[1])]
                     if kept:
                         by_atom[a] = kept
                     else:
@@ -256,11 +278,13 @@ class Classifier:
                 exact = entry.exact.get(a)
                 # The entry's exclusion phrases present in this article (usually none).
                 spans = (
-                    [
-                        sp
-                        for x in entry.exclude_atoms.intersection(excl_spans)
-                        for sp in excl_spans[x]
-                    ]
+                    _Spans(
+                        [
+                            sp
+                            for x in entry.exclude_atoms.intersection(excl_spans)
+                            for sp in excl_spans[x]
+                        ]
+                    )
                     if excl_spans
                     else None
                 )
@@ -270,7 +294,7 @@ class Classifier:
                         start, end = ctx.span(h)
                         if _ALNUM_ONLY.sub("", text[start:end]) != exact:
                             continue
-                    if spans and _overlaps(h[0], h[1], spans):
+                    if spans is not None and spans.overlaps(h[0], h[1]):
                         continue
                     if ambiguous and not self._has_context(
                         entry.context_group, entry.context_window, h, by_atom, ctx
@@ -437,7 +461,8 @@ class Classifier:
         if own and excl_spans:
             spans = [s for a in own.intersection(excl_spans) for s in excl_spans[a]]
             if spans:
-                groups = [[h for h in hs if not _overlaps(h[0], h[1], spans)] for hs in groups]
+                shadows = _Spans(spans)
+                groups = [[h for h in hs if not shadows.overlaps(h[0], h[1])] for hs in groups]
                 filtered = True
                 if not all(groups):
                     return []

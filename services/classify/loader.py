@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from services.classify.spec import SourceFile, TaxonomyError
+from services.classify.spec import SourceFile, TaxonomyError, load_yaml
 from services.classify.taxonomy import Taxonomy, compile_taxonomy
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -38,7 +38,7 @@ def source_paths(path: Path | None) -> list[Path]:
     path = resolve_path(path)
     paths = [path]
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return paths
     if isinstance(raw, dict) and isinstance(raw.get("gazetteers"), list):

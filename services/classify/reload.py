@@ -20,18 +20,27 @@ from services.classify.loader import source_paths
 log = logging.getLogger(__name__)
 
 
-def _snapshot(path: Path | None) -> dict[str, int]:
-    """Modification times of every file that makes up the taxonomy at ``path``.
+def _watched_files(path: Path | None) -> list[Path]:
+    """The files that make up the taxonomy at ``path``: a taxonomy file together with the
+    gazetteer files it names (reading their names parses the file: done when the taxonomy
+    is (re)loaded, not on every poll), a folder whole.
 
     ``None`` is the packaged default, watched too: with `make up` (an editable install) an
     analyst edits ``services/classify/data/taxonomy.yaml`` itself.
     """
-    # A taxonomy file is watched together with the gazetteer files it names; a folder whole.
-    files = (
-        source_paths(path)
-        if path is None or path.is_file()
-        else sorted(p for p in path.rglob("*") if p.is_file())
-    )
+    if path is None or path.is_file():
+        return source_paths(path)
+    return sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def _snapshot(path: Path | None, files: list[Path] | None = None) -> dict[str, int]:
+    """Modification times of every file that makes up the taxonomy at ``path``.
+
+    ``files`` are those of the loaded taxonomy (a folder is listed again: a new file in it is
+    a change); a change to the main file is how a new gazetteer is named, and reloads.
+    """
+    if files is None or (path is not None and path.is_dir()):
+        files = _watched_files(path)
     out = {}
     for file in files:
         try:
@@ -41,8 +50,20 @@ def _snapshot(path: Path | None) -> dict[str, int]:
     return out
 
 
+#: What a (re)load produced, built off the event loop: the files watched from now on, their
+#: modification times when reading began, and the classifier or why there is none.
+_Loaded = tuple[list[Path], dict[str, int], Classifier | Exception]
+
+
 class ClassifierHolder:
-    """The classifier in use, swapped atomically on a successful reload."""
+    """The classifier in use, swapped atomically on a successful reload.
+
+    Loading a taxonomy is hundreds of milliseconds of CPU (YAML, validation, compiling the
+    automaton), and the service's event loop also answers the probes and the API: the
+    watcher loads in a worker thread (pure Python and the YAML parser give the GIL back
+    every few milliseconds) and only swaps the result in on the loop. Polling for changes
+    reads file times only.
+    """
 
     def __init__(
         self,
@@ -53,8 +74,9 @@ class ClassifierHolder:
     ) -> None:
         self.path = path
         self.interval = interval
+        self._files = _watched_files(path)
+        self._seen = _snapshot(path, self._files)
         self.current: Classifier = load_classifier(path)
-        self._seen = _snapshot(path)
         self._hup = asyncio.Event()
         self.reloads_total = Counter(
             "topicwatch_taxonomy_reloads_total",
@@ -79,13 +101,26 @@ class ClassifierHolder:
 
     def reload(self) -> bool:
         """Try to load the taxonomy again; keep the current one if the files are invalid."""
-        self._seen = _snapshot(self.path)
+        return self._install(self._load())
+
+    async def reload_off_loop(self) -> bool:
+        """:meth:`reload`, with the loading in a worker thread; the swap runs on the loop."""
+        return self._install(await asyncio.to_thread(self._load))
+
+    def _load(self) -> _Loaded:
+        files = _watched_files(self.path)
+        seen = _snapshot(self.path, files)  # before reading: an edit meanwhile reloads again
         try:
-            fresh = load_classifier(self.path)
+            return files, seen, load_classifier(self.path)
         except Exception as exc:  # any failure to load means: keep what works
-            self.last_error = str(exc)
+            return files, seen, exc
+
+    def _install(self, loaded: _Loaded) -> bool:
+        self._files, self._seen, fresh = loaded
+        if isinstance(fresh, Exception):
+            self.last_error = str(fresh)
             self.reloads_total.labels("refused").inc()
-            log.error("taxonomy reload refused, keeping %s: %s", self.current.version, exc)
+            log.error("taxonomy reload refused, keeping %s: %s", self.current.version, fresh)
             return False
         if fresh.version != self.current.version:
             # Only the version in use has a series: a lingering old one at 0 would make
@@ -112,6 +147,6 @@ class ClassifierHolder:
                 pass
             if self._hup.is_set():
                 self._hup.clear()
-                self.reload()
-            elif _snapshot(self.path) != self._seen:
-                self.reload()
+                await self.reload_off_loop()
+            elif _snapshot(self.path, self._files) != self._seen:
+                await self.reload_off_loop()

@@ -111,6 +111,11 @@ def _ends_sentence(m: re.Match[str], text: str) -> bool:
         # "Gen. Smith", "Sept. 1", "U.S. officials": not the end of a sentence.
         j = m.start()
         i = max(text.rfind(" ", max(0, j - 12), j), text.rfind("\n", max(0, j - 12), j))
+        if i < 0 and j > 12:
+            # No word start within reach: a token of 12 characters or more (a URL, a run of
+            # dots) is no abbreviation. (Slicing from 0 here lower-cased the whole text
+            # before it for each such mark: quadratic in a long article.)
+            return True
         word = text[i + 1 : j]
         if len(word) == 1 and word.isupper():
             return False

@@ -24,6 +24,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from services.common.connections import is_cluster
 from services.common.streams import as_text
 
 #: The oldest server topicwatch runs on (Redis 7.0; every Valkey release reports 7.2+).
@@ -93,8 +94,10 @@ def evaluate(
     aof = str(info.get("aof_enabled", "0")) == "1"
     save = as_text((config or {}).get("save", "")).strip()
     if not aof and not save:
-        seen = "appendonly is no and save is empty" if config is not None else (
-            "appendonly is no (and CONFIG is refused, so RDB snapshots cannot be checked)"
+        seen = (
+            "appendonly is no and save is empty"
+            if config is not None
+            else ("appendonly is no (and CONFIG is refused, so RDB snapshots cannot be checked)")
         )
         message = (
             f"Redis persistence is off ({seen}): a restart of the server loses every stream "
@@ -108,7 +111,13 @@ def evaluate(
 
 
 async def check_server(client: aioredis.Redis, *, require_persistence: bool) -> ServerReport:
-    """Ask a running server (async client) and judge it; see :func:`evaluate`."""
+    """Ask a running server (async client) and judge it; see :func:`evaluate`.
+
+    On a cluster every master is asked and judged (a replica promoted later is the same
+    build and configuration, by the operator's care, not checked here); the report names the
+    node of each finding."""
+    if is_cluster(client):
+        return await _check_cluster(client, require_persistence=require_persistence)
     info = await client.info()
     try:
         config: Mapping[Any, Any] | None = await client.config_get("save")
@@ -125,3 +134,31 @@ def check_server_sync(client: redis.Redis, *, require_persistence: bool) -> Serv
     except ResponseError:
         config = None
     return evaluate(info, config, require_persistence=require_persistence)
+
+
+async def _check_cluster(client: Any, *, require_persistence: bool) -> ServerReport:
+    from redis.asyncio.cluster import RedisCluster
+
+    infos = await client.info(target_nodes=RedisCluster.PRIMARIES)
+    try:
+        configs = await client.config_get("save", target_nodes=RedisCluster.PRIMARIES)
+    except ResponseError:
+        configs = {}
+    reports = []
+    for node, info in sorted(infos.items()):
+        config = configs.get(node) if isinstance(configs, dict) else None
+        reports.append((node, evaluate(info, config, require_persistence=require_persistence)))
+    first = reports[0][1]
+    errors = _by_nodes([(node, e) for node, report in reports for e in report.errors])
+    warnings = _by_nodes([(node, w) for node, report in reports for w in report.warnings])
+    return ServerReport(
+        product=first.product, version=first.version, errors=errors, warnings=warnings
+    )
+
+
+def _by_nodes(findings: list[tuple[str, str]]) -> list[str]:
+    """One line per finding, naming the masters it was found on (in first-seen order)."""
+    nodes: dict[str, list[str]] = {}
+    for node, text in findings:
+        nodes.setdefault(text, []).append(node)
+    return [f"{', '.join(where)}: {text}" for text, where in nodes.items()]

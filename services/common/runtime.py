@@ -22,13 +22,14 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from faststream import FastStream
-from faststream.redis import RedisBroker
 from faststream.redis.prometheus import RedisPrometheusMiddleware
 from faststream.specification import AsyncAPI
 from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError
 
 from services import __version__
+from services.common.connections import broker as make_broker
+from services.common.connections import redis_client
 from services.common.consumer import (
     BatchHandler,
     DeadLetters,
@@ -41,6 +42,7 @@ from services.common.http import (
     add_health_and_metrics,
     add_request_limits,
 )
+from services.common.layout import LayoutMismatch, check_layout
 from services.common.metrics import (
     HttpMetrics,
     HttpMetricsMiddleware,
@@ -72,11 +74,11 @@ class Runtime:
             raise ValueError("TOPICWATCH_REDIS_URL must be set to run a service on its own")
         self.settings = settings
         self.service = service
-        self.names = StreamNames(settings.stream_prefix)
+        self.names = StreamNames.for_settings(settings)
         self.registry = process_registry()
         self.consumer = consumer_name(service)
-        self.broker = RedisBroker(
-            settings.redis_url,
+        self.broker = make_broker(
+            settings,
             middlewares=[RedisPrometheusMiddleware(registry=self.registry, app_name=service)],
             log_level=logging.DEBUG,
         )
@@ -87,8 +89,8 @@ class Runtime:
                 title=f"topicwatch {service}", version=__version__, description=description
             ),
         )
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=REDIS_CONNECT_TIMEOUT
+        self.redis: aioredis.Redis = redis_client(
+            settings, socket_connect_timeout=REDIS_CONNECT_TIMEOUT
         )
         self.consumers: list[StreamConsumer] = []
         self.background: list[tuple[str, BackgroundTask]] = []
@@ -263,11 +265,15 @@ class Runtime:
                 for warning in report.warnings if not warned else []:
                     log.warning("%s: %s", self.service, warning)
                 warned = True
+                await check_layout(self.redis, self.names)
                 while hooks_done < len(self.startup_hooks):
                     await self.startup_hooks[hooks_done]()
                     hooks_done += 1
                 await self._start_consuming()
                 break
+            except LayoutMismatch as exc:
+                self._refuse(str(exc))
+                return
             except (RedisError, OSError) as exc:
                 await self._stop_broker()
                 self.waiting = (
@@ -491,8 +497,11 @@ def _where(url: str | None) -> str:
     """host:port of a Redis URL, without the password it may hold."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url or "")
-    return f"{parts.hostname}:{parts.port or 6379}"
+    where = []
+    for one in (url or "").split(",") or [""]:
+        parts = urlsplit(one.strip())
+        where.append(f"{parts.hostname}:{parts.port or 6379}")
+    return ",".join(where)
 
 
 def _exit_process(grace: float) -> None:

@@ -23,10 +23,14 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "TOPICWATCH_"
+
+#: Most partitions a deployment may configure (a Redis Cluster has 16,384 slots; far fewer
+#: partitions than shards' worth of cores make no sense).
+MAX_PARTITIONS = 1024
 
 #: Standard Webhooks' suggested retry schedule (seconds after the previous attempt):
 #: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
@@ -73,7 +77,27 @@ class Settings(EarlySettings):
 
     # --- Redis and topology -------------------------------------------------------------
     redis_url: str | None = Field(
-        default=None, description="Redis URL; unset means `topicwatch up` runs an embedded Redis."
+        default=None,
+        description="Redis URL; unset means `topicwatch up` runs an embedded Redis. With "
+        "`redis_cluster`, any node of the cluster; several, comma-separated, are tried in turn.",
+    )
+    redis_cluster: bool = Field(
+        default=False,
+        description="Talk to a Redis/Valkey Cluster (`TOPICWATCH_REDIS_URL` names any node): "
+        "keys carry hash tags so that every script touches one slot (docs/architecture.md).",
+    )
+    partitions: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_PARTITIONS,
+        description="Split each pipeline stream into this many partitions, each in its own hash "
+        "slot, so that many shards share the work. Fixed for the life of the data: a service "
+        "refuses to start when Redis holds another count.",
+    )
+    consume_partitions: Annotated[list[int], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated partition numbers (0-based) this process consumes; empty "
+        "means all. Lets a replica take a share of the partitions (KEDA scales per partition).",
     )
     require_persistence: bool = Field(
         default=False,
@@ -216,6 +240,34 @@ class Settings(EarlySettings):
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
+    @field_validator("consume_partitions", mode="before")
+    @classmethod
+    def _partition_list(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("consume_partitions")
+    @classmethod
+    def _distinct_partitions(cls, value: list[int]) -> list[int]:
+        if any(p < 0 for p in value):
+            raise ValueError("partition numbers start at 0")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _topology(self) -> Settings:
+        beyond = [p for p in self.consume_partitions if p >= self.partitions]
+        if beyond:
+            raise ValueError(
+                f"TOPICWATCH_CONSUME_PARTITIONS names {beyond}, beyond "
+                f"TOPICWATCH_PARTITIONS={self.partitions} "
+                f"(partitions are numbered 0..{self.partitions - 1})"
+            )
+        if self.redis_url and "," in self.redis_url and not self.redis_cluster:
+            raise ValueError(
+                "TOPICWATCH_REDIS_URL lists several URLs, which only TOPICWATCH_REDIS_CLUSTER=true "
+                "uses (seed nodes of a cluster)"
+            )
+        return self
+
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod
     def _schedule(cls, value: Any) -> Any:
@@ -235,6 +287,22 @@ class Settings(EarlySettings):
     def embedded_redis_url(self) -> str:
         """Where `topicwatch up` runs its embedded Redis."""
         return f"redis://127.0.0.1:{self.embedded_redis_port}"
+
+    @property
+    def redis_urls(self) -> list[str]:
+        """The configured Redis URLs (several only in cluster mode: seed nodes tried in turn)."""
+        return _split_csv(self.redis_url or "")
+
+    @property
+    def own_partitions(self) -> list[int]:
+        """The partitions this process consumes: ``consume_partitions``, or all of them."""
+        return list(self.consume_partitions) or list(range(self.partitions))
+
+    @property
+    def partitioned(self) -> bool:
+        """Whether keys carry hash tags: in cluster mode, or with more than one partition.
+        A single node with one partition keeps the key names of before partitions existed."""
+        return self.redis_cluster or self.partitions > 1
 
     def with_redis(self) -> Settings:
         """These settings, pointing at the embedded Redis when no Redis URL is configured:
@@ -269,7 +337,10 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:  # a rule across several variables: its message names them
+                lines.append(f"  {error['msg'].removeprefix('Value error, ')}")
+                continue
+            field = str(error["loc"][0])
             value = error.get("input")
             secret = any(word in field for word in ("key", "password", "token"))
             shown = "<hidden>" if secret else repr(value)

@@ -358,6 +358,7 @@ def families(names: StreamNames) -> list[Family]:
             "sorted set, one member per subscription with work",
         ),
         Family("taxonomy", f"{p}:taxonomy", "one", "one key"),
+        Family("layout", f"{p}:layout", "one", "one key: the partition count (layout.py)"),
     ]
 
 

@@ -65,12 +65,14 @@ def document_streams(runtime: Runtime) -> None:
     AsyncAPI document tells direct producers and downstream consumers the exact formats.
     """
     names = runtime.names
-    runtime.broker.publisher(
-        stream=names.accepted,
-        title=names.accepted,
-        description="Normalised, de-duplicated articles (one entry per distinct article).",
-        schema=Article,
-    )
+    for accepted in names.accepted_streams:
+        runtime.broker.publisher(
+            stream=accepted,
+            title=accepted,
+            description="Normalised, de-duplicated articles (one entry per distinct article"
+            + (", in the partition its id picks)." if names.partitions > 1 else ")."),
+            schema=Article,
+        )
     runtime.broker.publisher(
         stream=names.rejected,
         title=names.rejected,

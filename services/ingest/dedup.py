@@ -4,6 +4,12 @@ An article is a duplicate when its canonical URL or its content hash was seen be
 check, the marks and the XADD to ``articles:accepted`` run in one Lua script, so a crash can
 never leave an article marked as seen but not published (which would lose it on retry) or
 published twice.
+
+With partitions (docs/scaling.md, "Key layout") the article's id - its dedup identity, from
+the canonical URL, else the content hash - picks the partition; the script touches that
+partition's marks and its ``articles:accepted`` only (one hash slot). So the same URL is
+always caught; the same text under two different URLs is caught when both land in one
+partition (always with one partition).
 """
 
 from __future__ import annotations
@@ -50,17 +56,21 @@ class AcceptOnce:
         self.ttl_seconds = ttl_seconds
         self._script = client.register_script(_ACCEPT_ONCE)
 
+    def partition_of(self, article: Article) -> int:
+        return self.names.partition_of(article.id)
+
     def keys_for(self, article: Article) -> list[str]:
-        keys = [self.names.key("seen", "hash", article.content_hash)]
+        partition = self.partition_of(article)
+        keys = [self.names.seen(partition, "hash", article.content_hash)]
         if article.canonical_url:
             digest = hashlib.sha256(article.canonical_url.encode()).hexdigest()
-            keys.append(self.names.key("seen", "url", digest))
+            keys.append(self.names.seen(partition, "url", digest))
         return keys
 
     async def publish(self, article: Article) -> DedupResult:
         """Publish unless seen; raises on Redis errors (the caller answers 503 / retries)."""
         result = await self._script(
-            keys=[self.names.accepted, *self.keys_for(article)],
+            keys=[self.names.accepted_in(self.partition_of(article)), *self.keys_for(article)],
             args=[article.id, article.model_dump_json(), self.ttl_seconds, DATA_FIELD],
         )
         accepted, value = int(result[0]), result[1]

@@ -182,17 +182,17 @@ class FeedRegistry:
     ) -> None:
         self.client = client
         self.names = names
-        self.key = names.key("feeds")
+        self.key = names.feeds_key("feeds")  # one slot with the seen-sets (streams.py)
         self.seen_days = seen_days
         self.seen_max = seen_max
         self._save = client.register_script(_SAVE_IF_PRESENT)
         self._seen_to_sorted = client.register_script(_SEEN_TO_SORTED)
 
     def seen_key(self, url: str) -> str:
-        return self.names.key("feeds", "seen", hashlib.sha256(url.encode()).hexdigest()[:24])
+        return self.names.feeds_key("feeds", "seen", hashlib.sha256(url.encode()).hexdigest()[:24])
 
     def lock_key(self, url: str) -> str:
-        return self.names.key("feeds", "lock", hashlib.sha256(url.encode()).hexdigest()[:24])
+        return self.names.feeds_key("feeds", "lock", hashlib.sha256(url.encode()).hexdigest()[:24])
 
     async def add(self, url: str) -> tuple[FeedStatus, bool]:
         """Register a feed; returns its status and whether it was new."""

@@ -9,6 +9,8 @@ producer can fix everything in one round trip and nothing is ever dropped withou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Literal
 
@@ -26,7 +28,12 @@ from services.common.submission import NO_PAGE_TITLE, TEXT_REQUIRED, TITLE_REQUI
 from services.common.urls import InvalidURL, canonical_url_or_none
 from services.ingest.chrome import StrippedBody, strip_chrome
 from services.ingest.dates import DateParseError, parse_published_at, zone_for_place
-from services.ingest.language import InvalidLanguage, detect_language, normalize_language_tag
+from services.ingest.language import (
+    InvalidLanguage,
+    detect_language,
+    detect_languages,
+    normalize_language_tag,
+)
 from services.ingest.text import clean_line, clean_text
 
 ReceivedVia = Literal["api", "stream", "feed", "file"]
@@ -37,6 +44,7 @@ __all__ = [
     "clean_line",
     "clean_text",
     "normalize_submission",
+    "normalize_submissions",
     "strip_chrome",
 ]
 
@@ -116,6 +124,26 @@ def _title(
     return ""
 
 
+@dataclass(slots=True)
+class _Draft:
+    """A submission normalised up to its language (which may be detected for many at once)."""
+
+    submission: ArticleSubmission
+    title: str
+    source: str | None
+    canonical: str | None
+    page: HtmlArticle | None
+    stripped: StrippedBody
+    published_at: datetime | None
+    language: str | None
+    received_via: ReceivedVia
+    now: datetime | None
+
+    @property
+    def language_sample(self) -> str:
+        return f"{self.title}\n{self.stripped.text}"
+
+
 def normalize_submission(
     submission: ArticleSubmission,
     *,
@@ -134,6 +162,65 @@ def normalize_submission(
     - ``language``: the given tag normalised, else detected;
     - ``canonical_url``, ``content_hash`` and the deterministic ``id``.
     """
+    draft = _draft(submission, received_via, now)
+    language = draft.language
+    if language is None:
+        language = detect_language(draft.language_sample)
+    return _article(draft, language)
+
+
+def normalize_submissions(
+    submissions: Sequence[ArticleSubmission],
+    *,
+    received_via: ReceivedVia = "api",
+    now: datetime | None = None,
+) -> list[Article | Exception]:
+    """``normalize_submission`` of each, in order; what one of them raised takes its place.
+
+    The same articles as one call each, for less CPU: the languages still to be detected are
+    detected in one run of the model (see ``language.detect_languages``).
+    """
+    drafts: list[_Draft | Exception] = []
+    for submission in submissions:
+        try:
+            drafts.append(_draft(submission, received_via, now))
+        except Exception as exc:  # NormalizationError, or a bug the caller reports per article
+            drafts.append(exc)
+    unknown = [
+        i for i, draft in enumerate(drafts) if isinstance(draft, _Draft) and draft.language is None
+    ]
+    samples = [_sample(drafts[i]) for i in unknown]
+    try:
+        detected = dict(zip(unknown, detect_languages(samples), strict=True))
+    except Exception:  # a bug in the batch path: each article on its own then
+        detected = {}
+        for i, sample in zip(unknown, samples, strict=True):
+            try:
+                detected[i] = detect_language(sample)
+            except Exception as exc:
+                drafts[i] = exc
+    results: list[Article | Exception] = []
+    for i, draft in enumerate(drafts):
+        if isinstance(draft, Exception):
+            results.append(draft)
+            continue
+        try:
+            results.append(_article(draft, draft.language or detected.get(i)))
+        except Exception as exc:
+            results.append(exc)
+    return results
+
+
+def _sample(draft: _Draft | Exception) -> str:
+    assert isinstance(draft, _Draft)
+    return draft.language_sample
+
+
+def _draft(
+    submission: ArticleSubmission, received_via: ReceivedVia, now: datetime | None
+) -> _Draft:
+    """Everything of ``normalize_submission`` but detecting the language and building the
+    article; raises ``NormalizationError``."""
     errors: list[FieldError] = []
 
     canonical: str | None = None
@@ -189,9 +276,25 @@ def normalize_submission(
     if errors:
         raise NormalizationError(errors)
 
+    return _Draft(
+        submission=submission,
+        title=title,
+        source=source,
+        canonical=canonical,
+        page=page,
+        stripped=stripped,
+        published_at=published_at,
+        language=language,
+        received_via=received_via,
+        now=now,
+    )
+
+
+def _article(draft: _Draft, language: str | None) -> Article:
+    submission, stripped, page = draft.submission, draft.stripped, draft.page
+    title, source, canonical = draft.title, draft.source, draft.canonical
+    dateline = stripped.dateline
     body = stripped.text
-    if language is None:
-        language = detect_language(f"{title}\n{body}")
     content_hash = content_hash_for(title, body)
     return Article(
         id=article_id_for(canonical, content_hash),
@@ -205,12 +308,12 @@ def normalize_submission(
         or _optional_line(page.sitename if page else None)
         or (dateline.agency if dateline else None),
         author=_optional_line(stripped.author) or _optional_line(page.author if page else None),
-        published_at=published_at,
+        published_at=draft.published_at,
         language=language,
         metadata=dict(submission.metadata),
         content_hash=content_hash,
         dateline=Dateline(place=dateline.place, agency=dateline.agency) if dateline else None,
         removed=stripped.removed,
-        received_via=received_via,
-        ingested_at=now or utcnow(),
+        received_via=draft.received_via,
+        ingested_at=draft.now or utcnow(),
     )

@@ -45,45 +45,77 @@ return 1
 
 
 class AlertKeys:
-    """Key names of notify's delivery state, under the stream prefix."""
+    """Key names of notify's delivery state, under the stream prefix.
+
+    Every key of a subscription's delivery state - its alerts and their records, queue, in-
+    flight notification, rate-limit counters, stories and history - lives in the
+    subscription's shard slot (StreamNames.subscription_key), together with that shard's
+    ``alerts`` record stream, ``alerts:dead`` and ``delivery:due``; so creating an alert and
+    every delivery step is one slot. An alert's keys are named with its subscription id:
+    ``sid`` may be left out only with one partition (one shard).
+    """
 
     def __init__(self, names: StreamNames) -> None:
         self.names = names
-        self.due = names.key("delivery", "due")
 
-    def alert(self, alert_id: str) -> str:
-        return self.names.key("alert", alert_id)
+    def _key(self, sid: str | None, *parts: str) -> str:
+        if sid is None:
+            if self.names.partitions != 1:
+                raise ValueError(f"{parts[0]} key: name the subscription (several shards)")
+            return self.names.shard_key(0, *parts)
+        return self.names.subscription_key(sid, *parts)
 
-    def position(self, alert_id: str) -> str:
+    @property
+    def due(self) -> str:
+        """Subscriptions with something to deliver, scored by when (one shard only)."""
+        return self.due_in(self.names.only_partition())
+
+    def due_in(self, shard: int) -> str:
+        return self.names.shard_key(shard, "delivery", "due")
+
+    def due_for(self, sid: str) -> str:
+        return self.due_in(self.names.shard_of(sid))
+
+    def alerts_for(self, sid: str) -> str:
+        """The ``alerts`` record stream of the subscription's shard."""
+        return self.names.alerts_in(self.names.shard_of(sid))
+
+    def alerts_dead_for(self, sid: str) -> str:
+        return self.names.alerts_dead_in(self.names.shard_of(sid))
+
+    def alert(self, alert_id: str, sid: str | None = None) -> str:
+        return self._key(sid, "alert", alert_id)
+
+    def position(self, alert_id: str, sid: str | None = None) -> str:
         """The alert's entry id in its subscription's history stream (for Last-Event-ID)."""
-        return self.names.key("alert", alert_id, "pos")
+        return self._key(sid, "alert", alert_id, "pos")
 
-    def attempts(self, alert_id: str) -> str:
+    def attempts(self, alert_id: str, sid: str | None = None) -> str:
         """Attempt log of a notification (an alert id or a digest id)."""
-        return self.names.key("alert", alert_id, "attempts")
+        return self._key(sid, "alert", alert_id, "attempts")
 
-    def dead_entry(self, alert_id: str) -> str:
+    def dead_entry(self, alert_id: str, sid: str | None = None) -> str:
         """Entry id of the alert's record in ``alerts:dead`` (removed when it is replayed)."""
-        return self.names.key("alert", alert_id, "dead")
+        return self._key(sid, "alert", alert_id, "dead")
 
     def queue(self, subscription_id: str) -> str:
-        return self.names.key("queue", subscription_id)
+        return self._key(subscription_id, "queue", subscription_id)
 
     def inflight(self, subscription_id: str) -> str:
         """The notification being attempted for a subscription: fixed until it succeeds or dies."""
-        return self.names.key("inflight", subscription_id)
+        return self._key(subscription_id, "inflight", subscription_id)
 
     def sent(self, subscription_id: str, window_start: int) -> str:
         """Alerts sent immediately in one rate-limit window."""
-        return self.names.key("ratelimit", subscription_id, str(window_start))
+        return self._key(subscription_id, "ratelimit", subscription_id, str(window_start))
 
     def story(self, subscription_id: str, story_id: str) -> str:
         """The alert a subscription got for a story (near-duplicate cluster), by its original."""
-        return self.names.key("story", subscription_id, story_id)
+        return self._key(subscription_id, "story", subscription_id, story_id)
 
     def history(self, subscription_id: str) -> str:
         """The subscription's own alert stream: history and the source of its live stream."""
-        return self.names.key("subscription", subscription_id, "alerts")
+        return self._key(subscription_id, "subscription", subscription_id, "alerts")
 
 
 def queue_member(alert_id: str, enqueued_at: float) -> str:
@@ -133,13 +165,13 @@ class AlertWriter:
         sid = alert.subscription_id
         story = story_id or alert.article.id
         created = await self._create(
-            keys=[
-                self.keys.alert(alert.id),
-                self.names.alerts,
+            keys=[  # all in the subscription's shard slot (AlertKeys)
+                self.keys.alert(alert.id, sid),
+                self.keys.alerts_for(sid),
                 self.keys.queue(sid),
-                self.keys.due,
+                self.keys.due_for(sid),
                 self.keys.history(sid),
-                self.keys.position(alert.id),
+                self.keys.position(alert.id, sid),
                 self.keys.story(sid, story),
             ],
             args=[
@@ -156,21 +188,23 @@ class AlertWriter:
         )
         if isinstance(created, (bytes, str)):
             target = as_text(created)
-            if await self.add_reported_by(target, alert.article):
+            if await self.add_reported_by(target, alert.article, sid):
                 return "folded", target
             # The story's alert has expired: this article starts the story again.
             await self.client.delete(self.keys.story(sid, story))
             return await self.create_or_fold(alert, now=now, deliver=deliver, story_id=story)
         return ("new" if created else "duplicate"), alert.id
 
-    async def add_reported_by(self, alert_id: str, article: AlertArticle) -> bool:
+    async def add_reported_by(
+        self, alert_id: str, article: AlertArticle, sid: str | None = None
+    ) -> bool:
         """List ``article`` on the alert (once); False if the alert no longer exists.
 
         Optimistic (WATCH/MULTI): two processes folding into one alert at once both land.
         Delivery reads the alert record when it sends, so an alert still waiting (digest,
         mute, retry) goes out with every outlet known by then.
         """
-        key = self.keys.alert(alert_id)
+        key = self.keys.alert(alert_id, sid)
         async with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -193,12 +227,15 @@ class AlertWriter:
                 except WatchError:
                     continue
 
-    async def get(self, alert_id: str) -> Alert | None:
-        raw = await self.client.get(self.keys.alert(alert_id))
+    async def get(self, alert_id: str, sid: str | None = None) -> Alert | None:
+        raw = await self.client.get(self.keys.alert(alert_id, sid))
         return Alert.model_validate_json(raw) if raw else None
 
-    async def get_many(self, alert_ids: Sequence[str]) -> list[Alert | None]:
+    async def get_many(
+        self, alert_ids: Sequence[str], sid: str | None = None
+    ) -> list[Alert | None]:
+        """Alerts of one subscription (one slot: one MGET)."""
         if not alert_ids:
             return []
-        raws = await self.client.mget([self.keys.alert(a) for a in alert_ids])
+        raws = await self.client.mget([self.keys.alert(a, sid) for a in alert_ids])
         return [Alert.model_validate_json(raw) if raw else None for raw in raws]

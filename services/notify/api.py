@@ -123,7 +123,7 @@ class History:
             return as_text(newest[0][0]) if newest else "0-0"
         alert_id, stream_id = parse_since(since)
         if alert_id is not None:
-            pos = await self.client.get(self.keys.position(alert_id))
+            pos = await self.client.get(self.keys.position(alert_id, sid))
             # Unknown or trimmed: replay what is kept rather than silently skip alerts.
             return as_text(pos) if pos else "0-0"
         assert stream_id is not None
@@ -134,20 +134,22 @@ class History:
         self, sid: str, after: str, count: int
     ) -> list[tuple[str, dict[str, Any]]]:
         entries = await self.client.xrange(self.keys.history(sid), f"({after}", "+", count=count)
-        return await self.current([(as_text(i), _decode(f)) for i, f in entries or []])
+        return await self.current(sid, [(as_text(i), _decode(f)) for i, f in entries or []])
 
     async def latest(self, sid: str, count: int) -> list[tuple[str, dict[str, Any]]]:
         entries = await self.client.xrevrange(self.keys.history(sid), "+", "-", count=count)
-        return await self.current([(as_text(i), _decode(f)) for i, f in reversed(entries or [])])
+        found = [(as_text(i), _decode(f)) for i, f in reversed(entries or [])]
+        return await self.current(sid, found)
 
     async def current(
-        self, entries: list[tuple[str, dict[str, Any]]]
+        self, sid: str, entries: list[tuple[str, dict[str, Any]]]
     ) -> list[tuple[str, dict[str, Any]]]:
         """Each alert as it is now (other outlets may have been listed on it since it was
         created), falling back to the history's copy when the record has expired."""
         if not entries:
             return entries
-        raws = await self.client.mget([self.keys.alert(str(d.get("id", ""))) for _, d in entries])
+        keys = [self.keys.alert(str(d.get("id", "")), sid) for _, d in entries]
+        raws = await self.client.mget(keys)  # one subscription: one slot
         return [
             (entry_id, json.loads(raw) if raw else data)
             for (entry_id, data), raw in zip(entries, raws, strict=True)
@@ -426,7 +428,7 @@ def build_router(
                 for _stream, entries in batch:
                     # As history shows them: a replayed alert lists the outlets found since.
                     found = [(as_text(i), _decode(f)) for i, f in entries]
-                    for entry_id, data in await history.current(found):
+                    for entry_id, data in await history.current(sid, found):
                         cursor = entry_id
                         yield ServerSentEvent(
                             data=json.dumps(data), id=str(data.get("id", "")), event="alert"
@@ -440,10 +442,11 @@ def build_router(
         found = await worker.alert(alert_id)
         if found is None:
             raise HTTPException(404, detail=f"no alert {alert_id}")
-        dead = await worker.client.get(worker.keys.dead_entry(alert_id))
+        sid = found.subscription_id
+        dead = await worker.client.get(worker.keys.dead_entry(alert_id, sid))
         return {
             "alert": found.model_dump(mode="json"),
-            "attempts": await worker.attempts(alert_id),
+            "attempts": await worker.attempts(alert_id, sid),
             "dead_letter_entry": as_text(dead) if dead else None,
         }
 

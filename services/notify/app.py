@@ -48,18 +48,21 @@ def create_app(
     """The notify app. ``clock`` and ``channels`` are for tests (a manual clock, a TLS
     context for a test SMTP server); the defaults are what production runs."""
     runtime = Runtime(settings, "notify", description=DESCRIPTION)
-    runtime.keep_window(
-        runtime.names.alerts, settings.alerts_window_days, settings.alerts_window_max
-    )
-    runtime.keep_window(
-        runtime.names.alerts_dead,
-        settings.dead_letters_window_days,
-        settings.dead_letters_window_max,
-    )
+    for shard in settings.own_partitions:  # one shard of subscriptions per partition
+        runtime.keep_window(
+            runtime.names.alerts_in(shard),
+            settings.alerts_window_days,
+            settings.alerts_window_max,
+        )
+        runtime.keep_window(
+            runtime.names.alerts_dead_in(shard),
+            settings.dead_letters_window_days,
+            settings.dead_letters_window_max,
+        )
     store = SubscriptionStore(runtime.redis, runtime.names)
     index = SubscriptionIndex(store, Percolator(runtime.registry))
     writer = AlertWriter(runtime.redis, runtime.names)
-    stories = RedisNearDuplicates(runtime.redis, settings.stream_prefix)
+    stories = RedisNearDuplicates(runtime.redis, key_prefix=runtime.names.neardup_key("neardup"))
     if channels is None:
         channels = {
             "webhook": WebhookChannel(
@@ -76,18 +79,22 @@ def create_app(
         DeliveryMetrics(runtime.registry),
         clock=clock,
         lease_seconds=settings.delivery_lease_seconds,
+        shards=settings.own_partitions,
     )
-    handle_entries = NotifyEntries(
-        redis=runtime.redis,
-        names=runtime.names,
-        index=index,
-        stories=stories,
-        writer=writer,
-        worker=worker,
-        dead_letters=runtime.dead_letters,
-        metrics=NotifyMetrics(runtime.registry),
-    )
-    runtime.consume(runtime.names.classified, GROUP_NOTIFY, handle_entries)
+    metrics = NotifyMetrics(runtime.registry)
+    for partition in settings.own_partitions:
+        handle_entries = NotifyEntries(
+            redis=runtime.redis,
+            names=runtime.names,
+            index=index,
+            stories=stories,
+            writer=writer,
+            worker=worker,
+            dead_letters=runtime.dead_letters,
+            metrics=metrics,
+            partition=partition,
+        )
+        runtime.consume(handle_entries.source, GROUP_NOTIFY, handle_entries)
     runtime.run_in_background("delivery", worker.run)
     runtime.refresh_gauges(worker.refresh_backlog)
     runtime.on_startup(handle_entries.refresh_known_topics)

@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 from httpx_sse import SSEError, connect_sse
 from prometheus_client import CollectorRegistry
 from rich.console import Console, Group
@@ -23,6 +22,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from services.common.cli_errors import CommandError, ServiceRefused, check_response
+from services.common.connections import redis_client
 from services.common.settings import Settings, load_settings
 from services.common.streams import StreamNames
 from services.notify.deadletters import list_dead_letters, replay_dead_letters
@@ -229,10 +229,10 @@ def cmd_dead_list(args: argparse.Namespace) -> int:
     settings = _redis_settings()
 
     async def run() -> int:
-        client = aioredis.Redis.from_url(settings.redis_url or "")
+        client = redis_client(settings)
         try:
             records = await list_dead_letters(
-                client, StreamNames(settings.stream_prefix), count=args.limit
+                client, StreamNames.for_settings(settings), count=args.limit
             )
         finally:
             await client.aclose()
@@ -264,8 +264,8 @@ def cmd_dead_replay(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        client = aioredis.Redis.from_url(settings.redis_url or "")
-        names = StreamNames(settings.stream_prefix)
+        client = redis_client(settings)
+        names = StreamNames.for_settings(settings)
         try:
             worker = DeliveryWorker(
                 client,

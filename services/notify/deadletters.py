@@ -57,8 +57,12 @@ class DeadLetterRecord:
 async def list_dead_letters(
     client: aioredis.Redis, names: StreamNames, *, count: int = 100, start: str = "-"
 ) -> list[DeadLetterRecord]:
-    """Dead-lettered alerts, oldest first."""
-    entries = await client.xrange(names.alerts_dead, start, "+", count=count) or []
+    """Dead-lettered alerts, oldest first (merged over every subscription shard's stream)."""
+    entries = []
+    for stream in names.alerts_dead_streams:
+        entries += await client.xrange(stream, start, "+", count=count) or []
+    if len(names.alerts_dead_streams) > 1:
+        entries = sorted(entries, key=lambda entry: _entry_order(entry[0]))[:count]
     out = []
     for entry_id, fields in entries:
         fields = fields or {}
@@ -86,7 +90,8 @@ async def replay_dead_letters(
             continue
         if requeued:
             # The entry may predate the dead-entry pointer (or it was overwritten): drop it too.
-            await worker.client.xdel(worker.names.alerts_dead, record.entry_id)
+            dead = worker.keys.alerts_dead_for(alert.subscription_id)
+            await worker.client.xdel(dead, record.entry_id)
             queued.append(alert.id)
     return queued
 
@@ -99,7 +104,7 @@ async def redeliver(worker: DeliveryWorker, alert_id: str, *, restore: Alert | N
     no such alert; :class:`NotRedeliverable` when its subscription has nowhere to send it
     (queuing it would only dead-letter it again, without its attempt log).
     """
-    alert = await worker.alert(alert_id)
+    alert = await worker.alert(alert_id, restore.subscription_id if restore else None)
     expired = alert is None
     alert = alert or restore
     if alert is None:
@@ -110,16 +115,25 @@ async def redeliver(worker: DeliveryWorker, alert_id: str, *, restore: Alert | N
         raise NotRedeliverable(why)
     if expired:
         await worker.client.set(
-            worker.keys.alert(alert_id), alert.model_dump_json(), ex=ALERT_TTL_SECONDS, nx=True
+            worker.keys.alert(alert_id, sid),
+            alert.model_dump_json(),
+            ex=ALERT_TTL_SECONDS,
+            nx=True,
         )
     now = worker.now()
-    dead_entry = await worker.client.get(worker.keys.dead_entry(alert_id))
-    async with worker.client.pipeline(transaction=True) as pipe:
-        pipe.delete(worker.keys.attempts(alert_id), worker.keys.dead_entry(alert_id))
+    keys = worker.keys
+    dead_entry = await worker.client.get(keys.dead_entry(alert_id, sid))
+    async with worker.client.pipeline(transaction=True) as pipe:  # one slot: sid's shard
+        pipe.delete(keys.attempts(alert_id, sid), keys.dead_entry(alert_id, sid))
         if dead_entry:
-            pipe.xdel(worker.names.alerts_dead, as_text(dead_entry))
-        pipe.rpush(worker.keys.queue(sid), queue_member(alert_id, now))
-        pipe.zadd(worker.keys.due, {sid: now}, nx=True)
+            pipe.xdel(keys.alerts_dead_for(sid), as_text(dead_entry))
+        pipe.rpush(keys.queue(sid), queue_member(alert_id, now))
+        pipe.zadd(keys.due_for(sid), {sid: now}, nx=True)
         await pipe.execute()
     worker.wake()
     return True
+
+
+def _entry_order(entry_id: object) -> tuple[int, int]:
+    ms, _, seq = as_text(entry_id).partition("-")
+    return int(ms or 0), int(seq or 0)

@@ -254,6 +254,7 @@ class DeliveryWorker:
         claim_batch: int = 50,
         max_digest: int = MAX_DIGEST_ALERTS,
         rng: random.Random | None = None,
+        shards: Sequence[int] | None = None,
     ) -> None:
         self.client = client
         self.names = names
@@ -268,6 +269,9 @@ class DeliveryWorker:
         self.claim_batch = claim_batch
         self.max_digest = max_digest
         self.rng = rng
+        #: The subscription shards this process delivers for (all by default; a replica
+        #: given a share of the partitions serves the same share of shards).
+        self.shards = list(range(names.partitions)) if shards is None else list(shards)
         self._claim = client.register_script(_CLAIM)
         self._complete = client.register_script(_COMPLETE)
         self._finish = client.register_script(_FINISH)
@@ -302,9 +306,12 @@ class DeliveryWorker:
     async def claim(self) -> list[str]:
         """Subscriptions due now that this process is not already draining (leased to us)."""
         now = self.now()
-        raw = await self._claim(
-            keys=[self.keys.due], args=[now, now + self.lease_seconds, self.claim_batch]
-        )
+        raw = []
+        for shard in self.shards:  # one due set per shard, each in its own slot
+            raw += await self._claim(
+                keys=[self.keys.due_in(shard)],
+                args=[now, now + self.lease_seconds, self.claim_batch],
+            )
         sids = [as_text(s) for s in raw]
         return [sid for sid in sids if sid not in self._inflight]
 
@@ -341,12 +348,13 @@ class DeliveryWorker:
                 if flight is None:
                     if wait_until is None:
                         await self._finish(
-                            keys=[self.keys.queue(sid), self.keys.due], args=[sid, self.now()]
+                            keys=[self.keys.queue(sid), self.keys.due_for(sid)],
+                            args=[sid, self.now()],
                         )
                     else:
-                        await self.client.zadd(self.keys.due, {sid: wait_until}, xx=True)
+                        await self.client.zadd(self.keys.due_for(sid), {sid: wait_until}, xx=True)
                     return
-            alerts = [a for a in await self._alerts(flight.alert_ids) if a is not None]
+            alerts = [a for a in await self._alerts(flight.alert_ids, sid) if a is not None]
             if not alerts:  # records expired: nothing left to send
                 await self._complete_flight(sid, flight)
                 continue
@@ -379,7 +387,7 @@ class DeliveryWorker:
                     time.perf_counter() - started
                 )
             kind = destination.kind
-            attempts = await self._record(flight.id, outcome)
+            attempts = await self._record(flight.id, outcome, sid)
             self.metrics.attempts_total.labels(kind, outcome.status.value).inc()
             if outcome.status is OutcomeStatus.DELIVERED:
                 self._observe_end_to_end(kind, flight.digest, alerts)
@@ -389,7 +397,8 @@ class DeliveryWorker:
             if outcome.status is OutcomeStatus.RETRYABLE:
                 delay = self.policy.next_delay(attempts, outcome.retry_after, self.rng)
                 if delay is not None:
-                    await self.client.zadd(self.keys.due, {sid: self.now() + delay}, xx=True)
+                    due = self.keys.due_for(sid)
+                    await self.client.zadd(due, {sid: self.now() + delay}, xx=True)
                     return
                 why = f"gave up after {attempts} attempts: {outcome.reason}"
                 await self._dead_letter(flight, alerts, kind, why)
@@ -418,16 +427,21 @@ class DeliveryWorker:
             histogram.observe(max(0.0, (now - at).total_seconds()))
 
     async def refresh_backlog(self) -> None:
-        """Set the backlog gauges from the ``due`` sorted set (three cheap commands)."""
+        """Set the backlog gauges from the ``due`` sorted sets (three cheap commands each)."""
         now = self.now()
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.zcount(self.keys.due, "-inf", now)
-            pipe.zcard(self.keys.due)
-            pipe.zrange(self.keys.due, 0, 0, withscores=True)
-            due, total, oldest = await pipe.execute()
+        due = total = 0
+        oldest: list[Any] = []
+        for shard in self.shards:
+            key = self.keys.due_in(shard)
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.zcount(key, "-inf", now)
+                pipe.zcard(key)
+                pipe.zrange(key, 0, 0, withscores=True)
+                shard_due, shard_total, shard_oldest = await pipe.execute()
+            due, total, oldest = due + shard_due, total + shard_total, oldest + shard_oldest
         self.metrics.backlog.labels("due").set(due)
         self.metrics.backlog.labels("waiting").set(total - due)
-        age = now - float(oldest[0][1]) if oldest else 0.0
+        age = now - min(float(o[1]) for o in oldest) if oldest else 0.0
         self.metrics.oldest_due_seconds.set(max(0.0, age))
 
     async def _plan(
@@ -494,32 +508,36 @@ class DeliveryWorker:
 
     async def _renew(self, sid: str) -> None:
         """Extend our lease while a long queue drains, so no other worker takes it over."""
-        await self.client.zadd(self.keys.due, {sid: self.now() + self.lease_seconds}, xx=True)
+        due = self.keys.due_for(sid)
+        await self.client.zadd(due, {sid: self.now() + self.lease_seconds}, xx=True)
 
-    async def _alerts(self, alert_ids: Sequence[str]) -> list[Alert | None]:
+    async def _alerts(self, alert_ids: Sequence[str], sid: str | None = None) -> list[Alert | None]:
         if not alert_ids:
             return []
-        raws = await self.client.mget([self.keys.alert(a) for a in alert_ids])
+        raws = await self.client.mget([self.keys.alert(a, sid) for a in alert_ids])
         return [Alert.model_validate_json(raw) if raw else None for raw in raws]
 
-    async def _record(self, notification_id: str, outcome: DeliveryOutcome) -> int:
+    async def _record(
+        self, notification_id: str, outcome: DeliveryOutcome, sid: str | None = None
+    ) -> int:
         entry = {"at": self.clock().isoformat(), **outcome.to_dict()}
-        key = self.keys.attempts(notification_id)
+        key = self.keys.attempts(notification_id, sid)
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.rpush(key, json.dumps(entry))
             pipe.expire(key, ALERT_TTL_SECONDS)
             count, _ = await pipe.execute()
         return int(count)
 
-    async def attempts(self, notification_id: str) -> list[dict[str, Any]]:
-        raw = await self.client.lrange(self.keys.attempts(notification_id), 0, -1)
+    async def attempts(self, notification_id: str, sid: str | None = None) -> list[dict[str, Any]]:
+        raw = await self.client.lrange(self.keys.attempts(notification_id, sid), 0, -1)
         return [json.loads(item) for item in raw]
 
     async def _dead_letter(
         self, flight: InFlight, alerts: Sequence[Alert], channel: str, reason: str
     ) -> None:
         """One ``alerts:dead`` record per alert, each with every attempt's outcome."""
-        attempts = await self.attempts(flight.id)
+        flight_sid = alerts[0].subscription_id  # a flight is one subscription's
+        attempts = await self.attempts(flight.id, flight_sid)
         for alert in alerts:
             record = {
                 "type": "dead_alert",
@@ -534,10 +552,10 @@ class DeliveryWorker:
                 "dead_at": self.clock().isoformat(),
             }
             entry_id = await self.client.xadd(
-                self.names.alerts_dead, {DATA_FIELD: json.dumps(record)}
+                self.keys.alerts_dead_for(flight_sid), {DATA_FIELD: json.dumps(record)}
             )
             await self.client.set(
-                self.keys.dead_entry(alert.id), as_text(entry_id), ex=ALERT_TTL_SECONDS
+                self.keys.dead_entry(alert.id, flight_sid), as_text(entry_id), ex=ALERT_TTL_SECONDS
             )
             self.metrics.dead_total.labels(channel if channel in CHANNELS else "none").inc()
             log.warning("alert %s dead-lettered: %s", alert.id, reason)
@@ -571,9 +589,16 @@ class DeliveryWorker:
             log.info("subscription %s: %s, but it has a new destination since", sid, reason)
         return result
 
-    async def alert(self, alert_id: str) -> Alert | None:
-        """The stored alert (None once it expired)."""
-        raw = await self.client.get(self.keys.alert(alert_id))
+    async def alert(self, alert_id: str, sid: str | None = None) -> Alert | None:
+        """The stored alert (None once it expired). Without its subscription id, with several
+        shards, each shard is asked (N GETs): an alert id does not name its subscription."""
+        if sid is None and self.names.partitions > 1:
+            for shard in range(self.names.partitions):
+                raw = await self.client.get(self.names.shard_key(shard, "alert", alert_id))
+                if raw:
+                    return Alert.model_validate_json(raw)
+            return None
+        raw = await self.client.get(self.keys.alert(alert_id, sid))
         return Alert.model_validate_json(raw) if raw else None
 
 

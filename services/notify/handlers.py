@@ -68,7 +68,11 @@ def build_alert(subscription: Subscription, article: ClassifiedArticle) -> Alert
 
 
 class NotifyEntries:
-    """The batch handler of ``articles:classified``."""
+    """The batch handler of ``articles:classified``, one per partition consumed.
+
+    The alerts an article makes go to each matched subscription's shard (AlertWriter): one
+    script call per subscription, each in one slot, whichever partition the article is in.
+    """
 
     def __init__(
         self,
@@ -81,9 +85,11 @@ class NotifyEntries:
         worker: DeliveryWorker,
         dead_letters: DeadLetters,
         metrics: NotifyMetrics,
+        partition: int = 0,
     ) -> None:
         self.redis = redis
         self.names = names
+        self.source = names.classified_in(partition)
         self.index = index
         self.stories = stories
         self.writer = writer
@@ -110,7 +116,7 @@ class NotifyEntries:
                 article = ClassifiedArticle.model_validate_json(entry.data or b"")
             except ValidationError as exc:
                 reason = f"invalid classified article: {field_errors(exc)[:3]}"
-                await self.dead_letters.write(self.names.classified, GROUP_NOTIFY, entry, reason)
+                await self.dead_letters.write(self.source, GROUP_NOTIFY, entry, reason)
                 done.append(entry.id)
                 continue
             matched = percolator.match(article)

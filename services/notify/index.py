@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 from services.notify.percolator import Percolator
-from services.notify.store import SubscriptionStore
+from services.notify.store import SubscriptionStore, load_document
+
+#: Subscriptions read per ``MGET`` during a rebuild: one reply of this many documents is
+#: parsed (by hiredis, on the event loop) in a few milliseconds, and the loop runs between
+#: chunks.
+REBUILD_CHUNK = 1_000
+
+
+def add_documents(percolator: Percolator, documents: Sequence[bytes | str]) -> None:
+    """Validate stored documents and add them to ``percolator``: the CPU-heavy part of a
+    rebuild (pydantic validation, query compilation, indexing), run in a worker thread."""
+    percolator.add_all(s for raw in documents if (s := load_document(raw)) is not None)
 
 
 class SubscriptionIndex:
@@ -13,6 +27,12 @@ class SubscriptionIndex:
     changes since the last look are applied one by one (re-reading each changed
     subscription), which keeps a change cheap with 100,000 subscriptions; only when the
     change log no longer holds every change since then (it is capped) is the index rebuilt.
+
+    A rebuild must not stall the event loop (the HTTP API and the probes share it): 100,000
+    subscriptions take seconds of CPU to validate and index. So the fresh index is built
+    aside, read in chunks and filled in a worker thread (pure Python and pydantic, which
+    give the GIL back to the loop every few milliseconds), and swapped in at once; until
+    then the articles wait for it and everything else keeps being answered.
     """
 
     def __init__(self, store: SubscriptionStore, percolator: Percolator) -> None:
@@ -21,8 +41,13 @@ class SubscriptionIndex:
         self.version = -1
         self.position = "0-0"
         self.rebuilds = 0
+        self._lock = asyncio.Lock()  # one refresh at a time (a rebuild spans many awaits)
 
     async def current(self) -> Percolator:
+        async with self._lock:
+            return await self._refresh()
+
+    async def _refresh(self) -> Percolator:
         version = await self.store.version()
         if version == self.version:
             return self.percolator
@@ -42,7 +67,15 @@ class SubscriptionIndex:
                     self.position = changes[-1][0]
                 return self.percolator
         # First look, or fell behind the capped log: start again from a consistent point.
-        self.version, self.position = await self.store.position()
-        self.percolator.rebuild(await self.store.all())
+        # Changes made while the chunks are read come after `position` and are applied
+        # (again: applying a change is idempotent) on the next look.
+        version, position = await self.store.position()
+        fresh = Percolator()
+        ids = await self.store.ids()
+        for start in range(0, len(ids), REBUILD_CHUNK):
+            documents = await self.store.documents(ids[start : start + REBUILD_CHUNK])
+            await asyncio.to_thread(add_documents, fresh, documents)
+        self.percolator.replace_with(fresh)
+        self.version, self.position = version, position
         self.rebuilds += 1
         return self.percolator

@@ -182,12 +182,15 @@ class RedisNearDuplicates:
         client: aioredis.Redis,
         prefix: str = "topicwatch",
         *,
+        key_prefix: str | None = None,
         ttl_seconds: int = DEFAULT_TTL,
         threshold: float = THRESHOLD,
         max_candidates: int = 64,
     ) -> None:
         self._client = client
-        self._prefix = f"{prefix}:neardup"
+        # One slot for the whole index (StreamNames.neardup_key): the script reads signatures
+        # of candidates it finds while running.
+        self._prefix = key_prefix or f"{prefix}:neardup"
         self._ttl = ttl_seconds
         self._threshold = threshold
         self._max_candidates = max_candidates

@@ -42,12 +42,13 @@ class SubscriptionStore:
     def __init__(self, client: aioredis.Redis, names: StreamNames) -> None:
         self.client = client
         self.names = names
-        self.index_key = names.key("subscriptions")
-        self.version_key = names.key("subscriptions", "version")
-        self.changes_key = names.key("subscriptions", "changes")
+        # One slot for the whole store (streams.py): a write and its change notice are one MULTI.
+        self.index_key = names.subscriptions_key("subscriptions")
+        self.version_key = names.subscriptions_key("subscriptions", "version")
+        self.changes_key = names.subscriptions_key("subscriptions", "changes")
 
     def _key(self, subscription_id: str) -> str:
-        return self.names.key("subscription", subscription_id)
+        return self.names.subscriptions_key("subscription", subscription_id)
 
     async def put(self, subscription: Subscription) -> None:
         """Create or replace one subscription, and tell every process its index is stale."""
@@ -86,7 +87,7 @@ class SubscriptionStore:
                 try:
                     await pipe.watch(key)
                     raw = await pipe.get(key)
-                    current = _load(raw) if raw else None
+                    current = load_document(raw) if raw else None
                     if current is None:
                         return None
                     changed = change(current)
@@ -107,7 +108,7 @@ class SubscriptionStore:
 
     async def get(self, subscription_id: str) -> Subscription | None:
         raw = await self.client.get(self._key(subscription_id))
-        return _load(raw) if raw else None
+        return load_document(raw) if raw else None
 
     async def delete(self, subscription_id: str) -> bool:
         async with self.client.pipeline(transaction=True) as pipe:
@@ -126,8 +127,18 @@ class SubscriptionStore:
         return await self._many([as_text(i) for i in ids]), int(total)
 
     async def all(self) -> list[Subscription]:
-        ids = await self.client.zrange(self.index_key, 0, -1)
-        return await self._many([as_text(i) for i in ids])
+        return await self._many(await self.ids())
+
+    async def ids(self) -> list[str]:
+        """Every subscription id, in creation order."""
+        return [as_text(i) for i in await self.client.zrange(self.index_key, 0, -1)]
+
+    async def documents(self, ids: list[str]) -> list[bytes | str]:
+        """The stored JSON of ``ids`` (those that exist), unparsed: a caller loading many
+        parses them off the event loop with :func:`load_document`."""
+        if not ids:
+            return []
+        return [raw for raw in await self.client.mget([self._key(i) for i in ids]) if raw]
 
     async def version(self) -> int:
         raw = await self.client.get(self.version_key)
@@ -151,19 +162,15 @@ class SubscriptionStore:
         ]
 
     async def _many(self, ids: list[str]) -> list[Subscription]:
-        if not ids:
-            return []
-        raws = await self.client.mget([self._key(i) for i in ids])
         out = []
-        for raw in raws:
-            if raw:
-                sub = _load(raw)
-                if sub is not None:
-                    out.append(sub)
+        for raw in await self.documents(ids):
+            sub = load_document(raw)
+            if sub is not None:
+                out.append(sub)
         return out
 
 
-def _load(raw: bytes | str) -> Subscription | None:
+def load_document(raw: bytes | str) -> Subscription | None:
     """A stored document; one that no longer validates is logged and skipped, so one bad
     document (written by an older version, or by hand) cannot stop matching for everyone."""
     try:

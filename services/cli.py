@@ -96,8 +96,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     """Embedded Redis (unless TOPICWATCH_REDIS_URL is set) and the three services."""
     settings = load_settings()
     env = dict(os.environ)
-    server = None
-    if not settings.redis_url:
+    server: Any = None
+    if getattr(args, "cluster", False):
+        if settings.redis_url:
+            print(
+                "topicwatch: --cluster runs its own cluster: unset TOPICWATCH_REDIS_URL",
+                file=sys.stderr,
+            )
+            return 2
+        server = _start_embedded_cluster(settings, env)
+        if server is None:
+            return 1
+    elif not settings.redis_url:
         from services.common.redis_server import RedisServer, find_redis_server
 
         server = RedisServer(
@@ -156,13 +166,45 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_embedded_cluster(settings: Settings, env: dict[str, str]) -> Any:
+    """``up --cluster``: 3 masters with a replica each on the 6 ports from
+    TOPICWATCH_EMBEDDED_REDIS_PORT (bus ports 10,000 above), append-only, data in
+    TOPICWATCH_DATA_DIR/cluster (created with the CLI on the first start, started again as it
+    was afterwards); the services in cluster mode with 3 partitions and the WAIT barrier
+    unless the environment says otherwise (docs/scaling.md)."""
+    from services.common.redis_cluster import LocalCluster
+    from services.common.redis_server import find_redis_server
+
+    base = settings.embedded_redis_port
+    cluster = LocalCluster(
+        data_dir=Path(settings.data_dir) / "cluster",
+        replicas_per_master=1,
+        appendonly=True,
+        binary=find_redis_server(settings.redis_server),
+        ports=[base + i for i in range(6)],
+    )
+    try:
+        cluster.start()
+    except (RuntimeError, TimeoutError, ValueError) as exc:
+        print(f"topicwatch: could not start the embedded cluster: {exc}", file=sys.stderr)
+        return None
+    env["TOPICWATCH_REDIS_URL"] = cluster.url
+    env["TOPICWATCH_REDIS_CLUSTER"] = "true"
+    env.setdefault("TOPICWATCH_PARTITIONS", "3")
+    env.setdefault("TOPICWATCH_REDIS_WAIT_REPLICAS", "1")
+    print(
+        f"redis    cluster of 3 masters with a replica each on ports {base}-{base + 5} "
+        f"(embedded, data in {cluster.data_dir}); {env['TOPICWATCH_PARTITIONS']} partitions"
+    )
+    return cluster
+
+
 def _check_embedded(url: str, settings: Settings) -> str | None:
     """Why the embedded server (TOPICWATCH_REDIS_SERVER may name any binary) is unusable."""
-    import redis
-
+    from services.common.connections import sync_client
     from services.common.redis_requirements import check_server_sync
 
-    client = redis.Redis.from_url(url)
+    client = sync_client(url)
     try:
         report = check_server_sync(client, require_persistence=settings.require_persistence)
     finally:
@@ -191,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = subparsers.add_parser(
         "up", help="start Redis (embedded unless configured) and all services"
+    )
+    up.add_argument(
+        "--cluster",
+        action="store_true",
+        help="embedded Valkey Cluster instead of one server: 3 masters with a replica each on "
+        "6 ports from TOPICWATCH_EMBEDDED_REDIS_PORT, services in cluster mode, 3 partitions",
     )
     up.set_defaults(func=cmd_up)
     serve = subparsers.add_parser("serve", help="run one service in the foreground")

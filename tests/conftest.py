@@ -89,6 +89,18 @@ def redis_cluster(
         yield cluster
 
 
+@pytest.fixture(scope="session")
+def replicated_cluster(
+    tmp_path_factory: pytest.TempPathFactory, redis_binary: str
+) -> Iterator[LocalCluster]:
+    """A second cluster, 3 masters with a replica each, for the failover tests. A test that
+    kills a master starts it again before it ends (it rejoins as a replica), so the next
+    finds every master with a replica; which node is a master changes."""
+    data = tmp_path_factory.mktemp("replicated")
+    with LocalCluster(data_dir=data, replicas_per_master=1, binary=redis_binary) as cluster:
+        yield cluster
+
+
 @pytest.fixture
 def redis_cluster_url(redis_cluster: LocalCluster) -> str:
     """The shared cluster, emptied: every node's URL, comma-separated (what

@@ -234,3 +234,43 @@ def test_the_copy_finder_finds_copies(tmp_path: Path) -> None:
     )
     found = [f.split(" ", 1)[1] for f in _decoders_and_clocks(module, tmp_path)]
     assert sorted(found) == ["bytes->str", "utcnow"]
+
+
+#: Where a Redis client or FastStream broker may be built: the one factory (cluster mode is
+#: decided there), the fixtures' own server and cluster helpers (they talk to one node), and
+#: the WAIT barrier (replication.py: WAIT counts replicas of one connection, so it needs a
+#: plain connection to each master of the cluster client it was given).
+CONNECTION_BUILDERS = {"connections.py", "redis_server.py", "redis_cluster.py", "replication.py"}
+_CLIENT_CALLS = ("from_url", "Redis", "RedisCluster", "RedisBroker", "RedisClusterBroker")
+
+
+def client_constructions(path: Path) -> list[str]:
+    """``Redis.from_url(...)``, ``Redis(...)``, ``RedisBroker(...)``... calls in a module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in _CLIENT_CALLS:
+                found.append(f"{node.lineno} {name}")
+    return found
+
+
+def test_services_open_redis_only_through_the_connection_factory() -> None:
+    """Cluster mode works only if every service builds its clients in connections.py."""
+    offenders = []
+    for package in ("common", "ingest", "classify", "notify", "harness"):
+        for path in sorted((ROOT / "services" / package).rglob("*.py")):
+            if path.name in CONNECTION_BUILDERS:
+                continue
+            offenders += [f"{path.relative_to(ROOT)}:{c}" for c in client_constructions(path)]
+    assert offenders == []
+
+
+def test_the_client_check_sees_a_construction(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import redis\nfrom faststream.redis import RedisBroker\n"
+        "a = redis.asyncio.Redis.from_url('redis://x')\nb = RedisBroker('redis://x')\n"
+    )
+    assert client_constructions(module) == ["3 from_url", "4 RedisBroker"]

@@ -49,6 +49,7 @@ def test_smoke_bench_ingest_prints_its_figures(capsys: pytest.CaptureFixture[str
         "extract html page",
         "published_at ISO-8601",
         "published_at page formats",
+        "published_at written out",
         "published_at via dateparser",
     )
     rates = [line for line in out.splitlines() if " /s " in line]
@@ -87,7 +88,10 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
     fast anything was.
     """
     out_json = tmp_path / "pipeline.json"
-    result = _run("pipeline", "--quick", "--json", str(out_json), timeout=300)
+    out_md = tmp_path / "pipeline.md"
+    result = _run(
+        "pipeline", "--quick", "--json", str(out_json), "--markdown", str(out_md), timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     f = json.loads(out_json.read_text())
     quick = f["sizes"]
@@ -113,6 +117,8 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
     assert e2e["webhooks"] > 0  # the desk subscriptions see the defence stories
     for name in ("ingest-1", "classify-1", "notify-1", "redis", "receiver", "load generator"):
         assert name in e2e["cpu_percent"]
+    assert set(e2e["cpu_ms_per_article"]) == {"ingest-1", "classify-1", "notify-1"}
+    assert all(ms >= 0 for ms in e2e["cpu_ms_per_article"].values())
 
     # (3) fan-out: every (subscription, article) delivered, one then two notify processes
     one, two = f["fanout"]
@@ -120,10 +126,18 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
     for run in (one, two):
         assert run["subscriptions"] == quick["fanout_subscriptions"]
         assert run["deliveries"] == quick["fanout_subscriptions"] * quick["fanout_articles"]
+        # every one within the harness's wait, or the table says how many came in time
+        assert run["redelivered"] >= 0 and run["stragglers"] >= 0
+        if run["complete"]:
+            assert run["delivered"] == run["deliveries"] and not run["short_subscriptions"]
+        else:
+            assert run["short_subscriptions"]
+            assert 0 <= run["delivered"] < run["deliveries"]
+            assert f"INCOMPLETE: {run['delivered']:,} of {run['deliveries']:,}" in result.stdout
         assert run["deliveries_per_s"] > 0 and "receiver" in run["cpu_percent"]
     assert "notify-2" in two["cpu_percent"]
     assert two["scaling"] == pytest.approx(
-        two["deliveries_per_s"] / one["deliveries_per_s"], rel=0.01
+        two["deliveries_per_s"] / one["deliveries_per_s"], rel=0.01, abs=0.001
     )
 
     # (4) latency at each fixed rate, with the HTTP endpoints' times meanwhile
@@ -134,7 +148,7 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
         lat = r["first_webhook"]
         if lat["samples"]:
             assert 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
-        assert r["http"]["errors"] == 0 and r["http"]["all"]["samples"] > 0
+        assert r["http"]["all"]["samples"] > 0 and isinstance(r["http"]["not_ok"], dict)
 
     # (5) peak RSS of every process
     rss = f["peak_rss_mb"]
@@ -158,3 +172,6 @@ def test_smoke_bench_pipeline_quick_prints_all_five_figures(tmp_path: Path) -> N
     ):
         assert label in out
     assert f"{relay['entries_per_s']:,.0f} entries/s" in out
+    markdown = out_md.read_text()
+    assert "| figure | value | notes |" in markdown and "| target (issue 10) |" in markdown
+    assert f"| {relay['entries_per_s']:,.0f} entries/s |" in markdown

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import textwrap
 import threading
@@ -236,8 +237,11 @@ async def test_a_reload_is_loaded_off_the_event_loop(
     loaded_in: list[int] = []
     seen_meanwhile: list[object] = []
 
+    collector: list[bool] = []
+
     def recording(at: Path | None) -> object:
         loaded_in.append(threading.get_ident())
+        collector.append(gc.isenabled())
         seen_meanwhile.append(holder.current)
         return load_classifier(at)
 
@@ -259,6 +263,8 @@ async def test_a_reload_is_loaded_off_the_event_loop(
     assert loaded_in and threading.get_ident() not in loaded_in
     assert seen_meanwhile == [old]  # the old classifier served until the swap
     assert holder.current.version.startswith("2+") and ticks >= 1
+    # Full collections (which hold the GIL) were not triggered by the load's allocations.
+    assert collector == [False] and gc.isenabled()
 
 
 async def test_polling_for_changes_reads_file_times_only(

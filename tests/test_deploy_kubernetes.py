@@ -27,6 +27,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from redis.crc import key_slot
 
 from services.classify.loader import load_taxonomy
 from services.common.settings import Settings, env_name
@@ -46,13 +47,7 @@ CRD_SCHEMAS = {
 }
 SERVICES = ("ingest", "classify", "notify")
 SETTINGS_ENV = {env_name(name) for name in Settings.model_fields}
-NAMES = StreamNames()
-#: What each service consumes: (stream, consumer group).
-CONSUMES = {
-    "ingest": (NAMES.ingest, GROUP_INGEST),
-    "classify": (NAMES.accepted, GROUP_CLASSIFY),
-    "notify": (NAMES.classified, GROUP_NOTIFY),
-}
+GROUPS = {"ingest": GROUP_INGEST, "classify": GROUP_CLASSIFY, "notify": GROUP_NOTIFY}
 #: The redis-streams trigger's parameters, as KEDA documents them (keda.sh, "Redis Streams").
 KEDA_REDIS_STREAMS_KEYS = {
     "address", "addressFromEnv", "host", "hostFromEnv", "port", "portFromEnv",
@@ -60,6 +55,16 @@ KEDA_REDIS_STREAMS_KEYS = {
     "activationPendingEntriesCount", "streamLength", "activationStreamLength", "lagCount",
     "activationLagCount", "enableTLS", "unsafeSsl", "databaseIndex",
 }  # fmt: skip
+#: The redis-cluster-streams trigger's (keda.sh, "Redis Streams (supports Redis Cluster)").
+KEDA_REDIS_CLUSTER_STREAMS_KEYS = {
+    "addresses", "addressesFromEnv", "hosts", "hostsFromEnv", "ports", "portsFromEnv",
+    "usernameFromEnv", "passwordFromEnv", "stream", "consumerGroup", "pendingEntriesCount",
+    "streamLength", "lagCount", "activationLagCount", "enableTLS", "unsafeSsl",
+}  # fmt: skip
+KEDA_KEYS = {
+    "redis-streams": KEDA_REDIS_STREAMS_KEYS,
+    "redis-cluster-streams": KEDA_REDIS_CLUSTER_STREAMS_KEYS,
+}
 
 
 def kubectl() -> str:
@@ -104,6 +109,41 @@ def container(deployment: dict[str, Any]) -> dict[str, Any]:
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def component(deployment: dict[str, Any]) -> str:
+    """The service a Deployment runs (``classify-p0`` runs classify)."""
+    return str(deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"])
+
+
+def redis_settings(docs: tuple[dict[str, Any], ...]) -> dict[str, str]:
+    """The overlay's topicwatch-redis ConfigMap (where Redis is, cluster mode, partitions)."""
+    found = [cm for n, cm in by_kind(docs, "ConfigMap").items() if n.startswith("topicwatch-redis")]
+    return dict(found[0]["data"]) if found else {}
+
+
+def stream_names(docs: tuple[dict[str, Any], ...]) -> StreamNames:
+    """The stream names the overlay's services use, from its settings (as the services do)."""
+    env = redis_settings(docs)
+    settings = Settings(
+        redis_url="redis://unused:6379",
+        redis_cluster=env.get("TOPICWATCH_REDIS_CLUSTER", "false") == "true",
+        partitions=int(env.get("TOPICWATCH_PARTITIONS", "1")),
+    )
+    return StreamNames.for_settings(settings)
+
+
+def consumes(deployment: dict[str, Any], names: StreamNames) -> list[tuple[str, str]]:
+    """(stream, consumer group) pairs a Deployment's pods consume: its service's streams in the
+    partitions TOPICWATCH_CONSUME_PARTITIONS names (all of them when unset)."""
+    service = component(deployment)
+    env = {e["name"]: e["value"] for e in container(deployment).get("env", [])}
+    share = env.get("TOPICWATCH_CONSUME_PARTITIONS")
+    partitions = [int(p) for p in share.split(",")] if share else range(names.partitions)
+    if service == "ingest":
+        return [(names.ingest, GROUP_INGEST)]
+    stream = names.accepted_in if service == "classify" else names.classified_in
+    return [(stream(p), GROUPS[service]) for p in partitions]
 
 
 # --- schemas ------------------------------------------------------------------------------
@@ -154,8 +194,9 @@ def test_validation_refuses_what_a_cluster_would_refuse() -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_deployments_are_probed_limited_and_unprivileged(overlay: str) -> None:
     deployments = by_kind(render(overlay), "Deployment")
-    assert set(deployments) == set(SERVICES)
-    for name, deployment in deployments.items():
+    assert {component(d) for d in deployments.values()} == set(SERVICES)
+    for deployment in deployments.values():
+        name = component(deployment)
         pod = deployment["spec"]["template"]["spec"]
         spec = container(deployment)
         assert spec["args"] == [name]
@@ -239,16 +280,30 @@ def test_keda_scales_each_service_on_the_lag_of_what_it_consumes(overlay: str) -
     docs = render(overlay)
     deployments = by_kind(docs, "Deployment")
     scaled_objects = by_kind(docs, "ScaledObject")
-    assert {"classify", "notify"} <= set(scaled_objects)
+    names = stream_names(docs)
+    # Every consuming Deployment is scaled, and on every stream it consumes.
+    targets = {s["spec"]["scaleTargetRef"]["name"] for s in scaled_objects.values()}
+    assert set(deployments) == targets
     for scaled in scaled_objects.values():
         target = scaled["spec"]["scaleTargetRef"]["name"]
         assert target in deployments
         assert scaled["spec"]["minReplicaCount"] >= 1, "each service serves HTTP: never 0"
         assert scaled["spec"]["maxReplicaCount"] > scaled["spec"]["minReplicaCount"]
-        [trigger] = [t for t in scaled["spec"]["triggers"] if t["type"] == "redis-streams"]
+        triggers = [t for t in scaled["spec"]["triggers"] if t["type"] in KEDA_KEYS]
+        watched = []
+        for trigger in triggers:
+            metadata = trigger["metadata"]
+            unknown = set(metadata) - KEDA_KEYS[trigger["type"]]
+            assert not unknown, unknown
+            watched.append((metadata["stream"], metadata["consumerGroup"]))
+        assert sorted(watched) == sorted(consumes(deployments[target], names))
+        # A cluster is read with the cluster scaler (it follows MOVED and failovers).
+        cluster = redis_settings(docs).get("TOPICWATCH_REDIS_CLUSTER") == "true"
+        assert {t["type"] for t in triggers} == (
+            {"redis-cluster-streams"} if cluster else {"redis-streams"}
+        )
+        [trigger, *_] = triggers
         metadata = trigger["metadata"]
-        assert not set(metadata) - KEDA_REDIS_STREAMS_KEYS, set(metadata) - KEDA_REDIS_STREAMS_KEYS
-        assert (metadata["stream"], metadata["consumerGroup"]) == CONSUMES[target]
         # Lag (Redis >= 7), not pending entries: pending counts what was already read.
         assert int(metadata["lagCount"]) > 0 and "activationLagCount" in metadata
         assert "pendingEntriesCount" not in metadata
@@ -264,12 +319,19 @@ def test_selectors_select(overlay: str) -> None:
     services = by_kind(docs, "Service")
     pod_labels = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in deployments.items()}
     for name, deployment in deployments.items():
-        assert matches(deployment["spec"]["selector"]["matchLabels"], pod_labels[name])
-        service = services[name]
+        selected_by_own = [
+            n
+            for n, labels in pod_labels.items()
+            if matches(deployment["spec"]["selector"]["matchLabels"], labels)
+        ]
+        assert selected_by_own == [name], "a Deployment's selector selects its pods only"
+        # One Service per service, over all of its Deployments (one per partition share).
+        service = services[component(deployment)]
         selected = [
             n for n, labels in pod_labels.items() if matches(service["spec"]["selector"], labels)
         ]
-        assert selected == [name]
+        same = [n for n, d in deployments.items() if component(d) == component(deployment)]
+        assert selected == same
         assert service["spec"]["ports"][0]["targetPort"] == "http"
     for pdb in by_kind(docs, "PodDisruptionBudget").values():
         selector = pdb["spec"]["selector"]["matchLabels"]
@@ -294,7 +356,7 @@ def test_taxonomy_configmap_as_mounted_is_the_taxonomy_classify_loads(
     overlay: str, tmp_path: Path
 ) -> None:
     docs = render(overlay)
-    classify = by_kind(docs, "Deployment")["classify"]
+    classify = next(d for d in by_kind(docs, "Deployment").values() if component(d) == "classify")
     spec = container(classify)
     env = {e["name"]: e["value"] for e in spec["env"]}
     [mount] = [m for m in spec["volumeMounts"] if m["name"] == "taxonomy"]
@@ -388,3 +450,56 @@ def test_dashboard_configmap_is_the_dashboard_for_grafanas_sidecar(overlay: str)
     assert json.loads(dashboard["data"]["topicwatch.json"]) == json.loads(shipped)
     # kubectl apply keeps a copy in an annotation limited to 256 KiB.
     assert len(dashboard["data"]["topicwatch.json"]) < 200_000
+
+
+def test_redis_cluster_runs_one_classify_and_notify_per_partition() -> None:
+    """The cluster overlay: cluster mode on, N partitions, and for each partition exactly one
+    classify and one notify Deployment consuming it alone (TOPICWATCH_CONSUME_PARTITIONS),
+    each with its own PodDisruptionBudget and a KEDA trigger on that partition's stream, read
+    from the cluster's nodes with the password; the settings each pod gets are valid."""
+    docs = render("redis-cluster")
+    env = redis_settings(docs)
+    assert env["TOPICWATCH_REDIS_CLUSTER"] == "true"
+    assert env["TOPICWATCH_REDIS_WAIT_REPLICAS"] == "1", "no acknowledged write lost at failover"
+    partitions = int(env["TOPICWATCH_PARTITIONS"])
+    assert partitions == 3
+    names = stream_names(docs)
+    assert names.tagged and names.partitions == partitions
+    deployments = by_kind(docs, "Deployment")
+    share: dict[str, list[int]] = {"classify": [], "notify": []}
+    for deployment in deployments.values():
+        pod_env = {e["name"]: e["value"] for e in container(deployment).get("env", [])}
+        if component(deployment) == "ingest":
+            assert "TOPICWATCH_CONSUME_PARTITIONS" not in pod_env
+            continue
+        partition = int(pod_env["TOPICWATCH_CONSUME_PARTITIONS"])
+        share[component(deployment)].append(partition)
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels["topicwatch.io/partition"] == str(partition)
+        # What the pod's settings load to (the Secret adds the URL: several seed nodes).
+        variables = {**env, **pod_env, "TOPICWATCH_REDIS_URL": "redis://a:6379,redis://b:6379"}
+        settings = Settings(**{env_name_to_field(k): v for k, v in variables.items()})
+        assert settings.redis_cluster and settings.own_partitions == [partition]
+    assert sorted(share["classify"]) == sorted(share["notify"]) == list(range(partitions))
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    assert set(pdbs) == {"ingest"} | {f"{s}-p{p}" for s in share for p in range(partitions)}
+    auth = by_kind(docs, "TriggerAuthentication")
+    streams = set()
+    for scaled in by_kind(docs, "ScaledObject").values():
+        for trigger in scaled["spec"]["triggers"]:
+            if trigger["type"] == "cpu":
+                continue
+            assert trigger["type"] == "redis-cluster-streams"
+            metadata = trigger["metadata"]
+            assert len(metadata["addresses"].split(",")) >= 3, "several seed nodes"
+            assert trigger["authenticationRef"]["name"] in auth
+            assert metadata["enableTLS"] == "true"
+            streams.add(metadata["stream"])
+    assert streams == {names.ingest, *names.accepted_streams, *names.classified_streams}
+    # Each partition stream in its own hash slot, as the services write it.
+    slots = {key_slot(s.encode()) for s in (*names.accepted_streams, *names.classified_streams)}
+    assert len(slots) == partitions
+
+
+def env_name_to_field(variable: str) -> str:
+    return variable.removeprefix("TOPICWATCH_").lower()

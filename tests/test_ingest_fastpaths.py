@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from services.bench.ingest_before import dates as before_dates
 from services.bench.ingest_before import normalize as before
 from services.common.models import ArticleSubmission
 from services.ingest.language import SAMPLE_CHARS, detect_language, detect_languages, get_identifier
@@ -146,3 +147,82 @@ def test_text_cleaning_is_as_before(text: str) -> None:
     assert clean_text(text) == old.clean_text(text)
     assert clean_line(text) == old.clean_line(text)
     assert fold(text) == old.fold(text)
+
+
+# --- written-out dates: the fast path reads them as dateparser does -------------------------
+
+_ZONES_FOR_NAIVE = ["UTC", "Europe/Moscow", "America/New_York", "Europe/London", "Asia/Tokyo"]
+
+
+@st.composite
+def _written_dates(draw: st.DrawFn) -> str:
+    from services.ingest.dates import ZONE_OFFSETS
+
+    moment = draw(st.datetimes(datetime(1950, 1, 1), datetime(2100, 1, 1)))
+    months = [
+        ("January", "Jan"),
+        ("February", "Feb"),
+        ("March", "Mar"),
+        ("April", "Apr"),
+        ("May", "May"),
+        ("June", "Jun"),
+        ("July", "Jul"),
+        ("August", "Aug"),
+        ("September", "Sept", "Sep"),
+        ("October", "Oct"),
+        ("November", "Nov"),
+        ("December", "Dec"),
+    ][moment.month - 1]
+    month = draw(st.sampled_from(months)) + draw(st.sampled_from(["", "."]))
+    month = draw(st.sampled_from([month, month.lower(), month.upper()]))
+    day = draw(st.integers(1, 31)) if draw(st.booleans()) else moment.day
+    if draw(st.booleans()):
+        date = f"{day} {month} {moment.year}"
+    else:
+        date = f"{month} {day}{draw(st.sampled_from(['', ',']))} {moment.year}"
+    if draw(st.booleans()):
+        names = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+        weekday = names[draw(st.sampled_from([moment.weekday(), (moment.weekday() + 1) % 7]))]
+        weekday = draw(st.sampled_from([weekday, weekday[:3], weekday[:3] + "."]))
+        date = f"{weekday}{draw(st.sampled_from(['', ',']))} {date}"
+    if draw(st.booleans()):
+        if draw(st.booleans()):
+            hour = draw(st.integers(0, 13))
+            half = draw(st.sampled_from(["am", "pm", "a.m.", "p.m.", "AM", "PM", " pm", " a.m."]))
+            clock = f"{hour}:{moment.minute:02d}{half}"
+        else:
+            clock = f"{moment.hour}:{moment.minute:02d}"
+            if draw(st.booleans()):
+                clock += f":{moment.second:02d}"
+        date += draw(st.sampled_from([" ", ", ", " at "])) + clock
+    if draw(st.booleans()):
+        date += " " + draw(st.sampled_from([*ZONE_OFFSETS, "msk", "CT", "XYZ"]))
+    return date
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_written_dates(), st.sampled_from(_ZONES_FOR_NAIVE))
+def test_written_dates_read_as_dateparser_reads_them(text: str, zone: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    from services.ingest import dates
+
+    local = ZoneInfo(zone)
+    fast = dates._written(text, local)
+    if fast is None:
+        return
+    formats = dates._formats(text)  # asked after the fast path now: must agree where both read
+    if formats is not None:
+        assert dates._aware_utc(fast, local) == dates._aware_utc(formats, local), text
+    slow = dates._dateparser(text, local)
+    assert slow is not None, text
+    assert dates._aware_utc(fast, local) == dates._aware_utc(slow, local), text
+
+
+def test_written_dates_take_the_fast_path() -> None:
+    from services.ingest import dates
+
+    for text in ("27 November 2019 16:02 MSK", "Nov. 27, 2019, 4:02 p.m. ET"):
+        assert dates._written(text, UTC) is not None
+        assert dates.parse_published_at(text) == before_dates.parse_published_at(text)
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import Sequence
 
@@ -66,7 +67,9 @@ async def test_a_rebuild_is_built_off_the_event_loop(
     """100,000 subscriptions take seconds of CPU to validate and index; the HTTP API and the
     probes share notify's event loop. The fresh index is filled in a worker thread, chunk by
     chunk, and the loop keeps running meanwhile (counted in ticks of a concurrent task, not
-    timed); the live index is replaced only when the fresh one is complete."""
+    timed); the live index is replaced only when the fresh one is complete. The cyclic
+    collector (whose full collections hold the GIL while walking every object) is paused
+    meanwhile and the built index frozen out of its sight."""
     monkeypatch.setattr(index_module, "REBUILD_CHUNK", 50)
     store = SubscriptionStore(aredis, StreamNames("idx"))
     for n in range(400):
@@ -77,8 +80,11 @@ async def test_a_rebuild_is_built_off_the_event_loop(
     sizes_seen_live: list[int] = []
     add_documents = index_module.add_documents
 
+    collector: list[bool] = []
+
     def recording(percolator: Percolator, documents: Sequence[bytes | str]) -> None:
         threads.add(threading.get_ident())
+        collector.append(gc.isenabled())
         sizes_seen_live.append(len(live))  # the live index stays as it was until the swap
         add_documents(percolator, documents)
 
@@ -100,5 +106,8 @@ async def test_a_rebuild_is_built_off_the_event_loop(
     assert threading.get_ident() not in threads and threads
     assert sizes_seen_live == [0] * 8  # 8 chunks of 50, none visible before the swap
     assert ticks >= 8  # the loop ran other tasks at least once per chunk
+    # The collector did not walk the growing index, and now never walks the built one.
+    assert collector == [False] * 8 and gc.isenabled()
+    assert gc.get_freeze_count() >= 400
     cyber = classified("Hackers hit the grid", topics={"cyber": 0.9})
     assert len(live.match(cyber)) == 400

@@ -208,6 +208,22 @@ def test_adding_to_a_shared_filter_is_constant_work() -> None:
     assert perc.remove("s0") and len(perc.match(article)) == n - 1
 
 
+def test_a_key_pair_holds_few_groups_in_a_tuple_and_many_in_a_set() -> None:
+    """Most key pairs index one filter: a one-element tuple is 48 bytes, a set 216. Past a
+    few groups the bucket becomes a set, so adding to a popular pair stays O(1); removals
+    leave nothing behind either way."""
+    perc = Percolator()
+    for n in range(12):
+        perc.add(sub(f"s{n}", query=f"patriot poland w{n}"))
+        bucket = perc._index["patriot"]["poland"]
+        assert isinstance(bucket, tuple if n < 8 else set) and len(bucket) == n + 1
+    art = classified("Patriot for Poland", "w3 and w11")
+    assert ids(perc.match(art)) == ["s11", "s3"]
+    for n in range(12):
+        perc.remove(f"s{n}")
+    assert perc._index == {}
+
+
 def test_metrics_on_the_given_registry() -> None:
     registry = CollectorRegistry()
     perc = Percolator(registry=registry)

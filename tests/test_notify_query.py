@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import services.notify.query as query_module
 from services.notify.query import (
     _DROP_JOINERS,
     _JOINED_RE,
@@ -24,6 +25,7 @@ from services.notify.query import (
     flat_form,
     fold,
     joined_words,
+    keyset,
     parse,
     render,
     required_clauses,
@@ -425,3 +427,20 @@ def test_search_engine_habits_are_refused_not_reinterpreted(
 
 def test_colons_and_times_inside_words_are_still_words() -> None:
     assert parse("10:30 briefing").matches_text("", "At 10:30 the briefing began")
+
+
+def test_equal_key_sets_are_one_object_and_the_table_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """100,000 stored queries repeat the same words; each frozenset costs 200+ bytes, so
+    equal sets are shared (parse("Patriot Poland") and parse("Patriot -drill") hold one
+    {"patriot"}), and the sharing table starts again past its cap instead of growing."""
+    first = parse("Patriot Poland").clauses
+    second = parse("Patriot -drill").clauses
+    assert any(a is b for a in first for b in second)
+    assert keyset(["b", "a"]) is keyset(("a", "b")) and keyset() is keyset([])
+    monkeypatch.setattr(query_module, "_KEYSETS", {})
+    monkeypatch.setattr(query_module, "KEYSETS_MAX", 3)
+    for n in range(10):
+        keyset([f"w{n}"])
+    assert len(query_module._KEYSETS) <= 3

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
 import standardwebhooks
+import trustme
 
 from services.common.models import Alert, AlertArticle, AlertTopic, alert_id_for
 from services.common.redis_server import free_port
@@ -202,3 +205,116 @@ def test_classify_response_table() -> None:
     assert classify_response(301, None).status is OutcomeStatus.PERMANENT
     assert classify_response(599, "5").retry_after == 5
     assert classify_response(422, "5").retry_after is None
+
+
+# --- the checked address is the one connected to, over TLS too (SNI and certificate name) ---
+
+
+class _Hook:
+    """A bare HTTP(S) receiver on one loopback address: records Host headers, answers 204."""
+
+    def __init__(self) -> None:
+        self.hosts: list[str] = []
+        self.server: asyncio.Server | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            fields = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+            headers = {k.lower(): v for k, v in fields.items()}
+            await reader.readexactly(int(headers.get("content-length", "0")))
+            self.hosts.append(headers.get("host", ""))
+            writer.write(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> _Hook:
+        self.server = await asyncio.start_server(self._handle, host, port, ssl=tls)
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+def _scripted(answer: str, lookups: list[str]):
+    async def resolver(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return [answer]
+
+    return resolver
+
+
+async def test_a_rebinding_name_never_reaches_the_unchecked_address() -> None:
+    """The check's lookup says 127.0.0.2; the system's answer for ``localhost`` is 127.0.0.1.
+    Only the checked address gets the webhook, with the name in ``Host``."""
+    port = free_port()
+    checked = await _Hook().start("127.0.0.2", port)
+    other = await _Hook().start("127.0.0.1", port)
+    lookups: list[str] = []
+    channel = WebhookChannel(
+        timeout=5.0, allow_private=True, resolver=_scripted("127.0.0.2", lookups)
+    )
+    try:
+        outcome = await channel.send(
+            Notification.single(make_alert()),
+            Destination("webhook", f"http://localhost:{port}/hook", (generate_secret(),)),
+        )
+    finally:
+        await channel.aclose()
+        await checked.stop()
+        await other.stop()
+    assert outcome.ok, outcome.reason
+    assert checked.hosts == [f"localhost:{port}"] and other.hosts == []
+    assert lookups == ["localhost"]
+
+
+async def test_https_webhook_to_the_checked_address_verifies_the_name() -> None:
+    """Connected to the checked IP, TLS still sends the URL's name (SNI) and verifies the
+    certificate against it; a certificate for another name is refused, nothing is sent."""
+    ca = trustme.CA()
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+
+    def server_tls(name: str, sni: list[str | None]) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert(name).configure_cert(context)
+        context.sni_callback = lambda _s, server_name, _c: sni.append(server_name)  # type: ignore[assignment]
+        return context
+
+    sni: list[str | None] = []
+    port = free_port()
+    hook = await _Hook().start("127.0.0.1", port, server_tls("hooks.test", sni))
+    channel = WebhookChannel(
+        timeout=5.0,
+        allow_private=True,
+        resolver=_scripted("127.0.0.1", []),
+        ssl_context=client_tls,
+    )
+    try:
+        outcome = await channel.send(
+            Notification.single(make_alert()),
+            Destination("webhook", f"https://hooks.test:{port}/hook", (generate_secret(),)),
+        )
+    finally:
+        await hook.stop()
+    assert outcome.ok, outcome.reason
+    assert sni == ["hooks.test"] and hook.hosts == [f"hooks.test:{port}"]
+
+    port = free_port()
+    impostor = await _Hook().start("127.0.0.1", port, server_tls("other.test", []))
+    try:
+        refused = await channel.send(
+            Notification.single(make_alert(2)),
+            Destination("webhook", f"https://hooks.test:{port}/hook", (generate_secret(),)),
+        )
+    finally:
+        await channel.aclose()
+        await impostor.stop()
+    assert refused.status is OutcomeStatus.RETRYABLE and "certificate" in refused.reason.lower()
+    assert impostor.hosts == []

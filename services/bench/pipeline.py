@@ -45,12 +45,19 @@ import redis
 from services.bench.args import positive_ints
 from services.bench.procstat import CpuMeter, peak_rss_mb
 from services.bench.receiver import ReceiverProcess
-from services.bench.report import fmt, latency_summary, machine, table, write_json
+from services.bench.report import (
+    fmt,
+    latency_summary,
+    machine,
+    markdown_table,
+    table,
+    write_json,
+)
 from services.bench.stream import RealisticStream, StreamArticle, subscriptions
 from services.common.models import Article, ClassifiedArticle, TopicTag
-from services.common.streams import DATA_FIELD, StreamNames, encode
+from services.common.streams import DATA_FIELD, StreamNames, as_text, encode
 from services.harness.articles import FILLER
-from services.harness.stack import Replica, Stack
+from services.harness.stack import ClusterSpec, Replica, Stack
 
 # --- sizes -------------------------------------------------------------------------------------
 
@@ -92,8 +99,11 @@ FANOUT_SCORE = 0.85
 FANOUT_TOPIC = "air-defence-procurement"
 
 
+_STARTED = time.monotonic()
+
+
 def say(message: str) -> None:
-    print(f"... {message}", file=sys.stderr, flush=True)
+    print(f"... {time.monotonic() - _STARTED:5.1f}s {message}", file=sys.stderr, flush=True)
 
 
 # --- the running stack -------------------------------------------------------------------------
@@ -102,11 +112,25 @@ def say(message: str) -> None:
 class Bench:
     """The stack, the receiver and a Redis client for one run; what every figure needs."""
 
-    def __init__(self, sizes: Sizes, workdir: Path) -> None:
+    def __init__(
+        self,
+        sizes: Sizes,
+        workdir: Path,
+        *,
+        cluster: ClusterSpec | None = None,
+        replicas: dict[str, int] | None = None,
+    ) -> None:
         self.sizes = sizes
-        self.stack = Stack(workdir, settings_env={"TOPICWATCH_LOG_LEVEL": "WARNING"})
+        self.stack = Stack(
+            workdir,
+            replicas=replicas,
+            settings_env={"TOPICWATCH_LOG_LEVEL": "WARNING"},
+            cluster=cluster,
+        )
         self.receiver: ReceiverProcess | None = None
-        self.names = StreamNames()
+        self.names = (
+            StreamNames(partitions=cluster.partitions, tagged=True) if cluster else StreamNames()
+        )
         self.stream = RealisticStream()
         self._client: redis.Redis | None = None
         self._http: httpx.Client | None = None
@@ -115,7 +139,7 @@ class Bench:
         self.receiver = ReceiverProcess()
         self.stack.start()
         self.receiver.wait_ready()
-        self._client = redis.Redis.from_url(self.stack.redis_url)
+        self._client = self.stack.client()
         self._http = httpx.Client(timeout=30)
         return self
 
@@ -151,29 +175,52 @@ class Bench:
         pids = {r.name: r.process.pid for r in self.replicas() if r.process and r.alive()}
         if self.stack.redis.process is not None:
             pids["redis"] = self.stack.redis.process.pid
+        if self.stack.cluster is not None:
+            for i, node in enumerate(self.stack.cluster.nodes):
+                if node.process is not None:
+                    pids[f"redis-{i}"] = node.process.pid
         pids["receiver"] = self.recv.pid
         return pids
 
     def cpu(self) -> CpuMeter:
         return CpuMeter(self.pids()).start()
 
-    def add_replica(self, service: str) -> Replica:
-        """Start one more process of ``service`` (the fan-out's second notify)."""
+    def add_replica(self, service: str, env: dict[str, str] | None = None) -> Replica:
+        """Start one more process of ``service`` (the fan-out's second notify; with ``env``,
+        a consumer of some partitions: ``TOPICWATCH_CONSUME_PARTITIONS``)."""
         index = len(self.replicas(service)) + 1
-        replica = Replica(service, index, self.stack.env(), self.stack.workdir)
+        replica = Replica(service, index, {**self.stack.env(), **(env or {})}, self.stack.workdir)
         replica.start()
         self.stack.replicas.append(replica)
         replica.wait_healthy()
         return replica
 
-    def subscribe(self, requests: Iterable[dict[str, Any]]) -> int:
-        """Create subscriptions through notify's API (the product's path, validation and all)."""
+    def subscribe(self, requests: Iterable[dict[str, Any]]) -> list[str]:
+        """Create subscriptions through notify's API (the product's path, validation and all);
+        their ids, in order."""
         url = f"{self.replicas('notify')[0].url}/v1/subscriptions"
-        made = 0
+        ids = []
         for body in requests:
-            self.http.post(url, json=body).raise_for_status()
-            made += 1
-        return made
+            answer = self.http.post(url, json=body)
+            answer.raise_for_status()
+            ids.append(str(answer.json()["id"]))
+        return ids
+
+    def delivery_state(self, sid: str) -> dict[str, Any]:
+        """Where a subscription's delivery stands in Redis, for a report of late webhooks:
+        each key naming it (type, and length of a list), and its score in any ``due`` set in
+        seconds from now (a lease runs into the future). Scans: for diagnosis only."""
+        client, now = self.client, time.time()
+        state: dict[str, Any] = {}
+        for key in client.scan_iter(match=f"*{sid}*", count=1_000):
+            kind = as_text(client.type(key))
+            state[as_text(key)] = client.llen(key) if kind == "list" else kind
+        for key in client.scan_iter(match="*due*", count=1_000):
+            if as_text(client.type(key)) == "zset":
+                score = client.zscore(key, sid)
+                if score is not None:
+                    state[f"{as_text(key)} score - now"] = round(score - now, 1)
+        return state
 
     def publish(self, articles: Sequence[StreamArticle], batch: int = 200) -> None:
         """XADD to the ingest stream, pipelined in batches (how a bulk producer writes)."""
@@ -189,7 +236,8 @@ class Bench:
         A service acknowledges an entry only after what it produced is written, so when the
         three are drained at one look, every article has gone all the way through.
         """
-        for stream in (self.names.ingest, self.names.accepted, self.names.classified):
+        names = self.names
+        for stream in (names.ingest, *names.accepted_streams, *names.classified_streams):
             try:
                 last = self.client.xinfo_stream(stream)["last-generated-id"]
             except redis.ResponseError:  # no such stream yet: nothing written to it
@@ -287,8 +335,15 @@ def end_to_end(bench: Bench, relay: dict[str, Any]) -> dict[str, Any]:
         "subscriptions": bench.sizes.query_subscriptions,
         "seconds": round(seconds, 3),
         "articles_per_s": round(rate, 1),
-        "ratio_to_relay": round(rate / relay["entries_per_s"], 4),
+        "ratio_to_relay": round(rate / relay["entries_per_s"], 6),
         "webhooks": bench.recv.counts()["track"] - before,
+        # What each service spent on an article: on a loaded machine the services get less
+        # than a core each, and this (CPU, not wall time) says what a full core would do.
+        "cpu_ms_per_article": {
+            name: round(1000 * used / len(articles), 3)
+            for name, used in meter.seconds.items()
+            if name.split("-")[0] in ("ingest", "classify", "notify")
+        },
         "cpu_percent": cpu,
     }
 
@@ -319,24 +374,48 @@ class _Fanout:
     """The fan-out subscriptions, made once; each run writes articles not used before."""
 
     def __init__(self) -> None:
-        self.subscriptions = 0
+        self.ids: list[str] = []
         self.next_article = 0
+
+    @property
+    def subscriptions(self) -> int:
+        return len(self.ids)
+
+
+def _fanout_warm_up(bench: Bench, state: _Fanout) -> None:
+    """One article to every fan-out subscription, not timed: the figure is the steady state,
+    not a new process's first look at the subscriptions or its first connections."""
+    expected = bench.recv.counts()["distinct"] + state.subscriptions
+    bench.client.xadd(bench.names.classified, fanout_article(state.next_article))
+    state.next_article += 1
+    deadline = time.monotonic() + bench.sizes.drain_timeout
+    while bench.recv.counts()["distinct"] < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def fanout(bench: Bench, state: _Fanout) -> dict[str, Any]:
     """Deliveries/s: every fan-out subscription x ``fanout_articles`` new articles, timed
-    from the XADD on the classified stream until the receiver has counted every webhook."""
+    from the XADD on the classified stream until the receiver has seen every (subscription,
+    article) webhook once (by its ``webhook-id``), after a warm-up article.
+
+    It also checks "exactly one alert per (subscription, article)" as far as a receiver can:
+    ``redelivered`` counts POSTs of an id seen before, ``short_subscriptions`` those that got
+    fewer webhooks than articles within the wait."""
     sizes = bench.sizes
     if not state.subscriptions:
         url = f"{bench.recv.url}/count"
-        state.subscriptions = bench.subscribe(
+        state.ids = bench.subscribe(
             {"name": f"fan-out {i}", "topics": [FANOUT_TOPIC], "webhook_url": f"{url}/{i}"}
             for i in range(sizes.fanout_subscriptions)
         )
+    _fanout_warm_up(bench, state)
     first = state.next_article
     state.next_article += sizes.fanout_articles
     entries = [fanout_article(n) for n in range(first, state.next_article)]
-    expected = bench.recv.counts()["count"] + state.subscriptions * len(entries)
+    deliveries = state.subscriptions * len(entries)
+    before = bench.recv.counts()
+    before_paths = bench.recv.per_path()
+    expected = before["distinct"] + deliveries
     meter = bench.cpu()
     started = time.monotonic()
     pipe = bench.client.pipeline(transaction=False)
@@ -344,20 +423,51 @@ def fanout(bench: Bench, state: _Fanout) -> dict[str, Any]:
         pipe.xadd(bench.names.classified, fields)
     pipe.execute()
     deadline = started + sizes.drain_timeout
-    while (got := bench.recv.counts()["count"]) < expected:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"fan-out: {got} of {expected} webhooks")
-        time.sleep(0.005)
-    seconds = time.monotonic() - started
+    while (counts := bench.recv.counts())["distinct"] < expected and time.monotonic() < deadline:
+        time.sleep(0.05)  # the receiver notes when the last one came: no need to poll fast
     cpu = meter.stop()
-    deliveries = state.subscriptions * len(entries)
+    arrived = counts["distinct"] - before["distinct"]
+    # Webhooks of earlier articles that were still on their way (late ones) arrive meanwhile
+    # too; the receiver cannot tell them from this run's, so they are counted apart.
+    stragglers = max(0, arrived - deliveries)
+    delivered = arrived - stragglers
+    complete = delivered >= deliveries
+    short: dict[str, int] = {}
+    if complete:
+        seconds = counts["count_at"] - started
+    else:  # late or lost webhooks: say so, and give the rate of what did arrive in time
+        seconds = sizes.drain_timeout
+        paths = bench.recv.per_path()
+        for i in range(state.subscriptions):
+            path = f"/count/{i}"
+            got = paths.get(path, 0) - before_paths.get(path, 0)
+            if got < len(entries):
+                short[path] = got
+        say(
+            f"fan-out: only {delivered} of {deliveries} webhooks within "
+            f"{sizes.drain_timeout:g} s; short: {short}"
+        )
+        for path in list(short)[:3]:
+            sid = state.ids[int(path.rsplit("/", 1)[1])]
+            say(f"fan-out: {path} is {sid}: {bench.delivery_state(sid)}")
+    # CPU per delivery: the receiver's says how far it is from being the limit (its capacity
+    # on one core), notify's is what the fan-out work costs.
+    notify_cpu = sum(v for k, v in meter.seconds.items() if k.startswith("notify"))
+    receiver_cpu = meter.seconds.get("receiver", 0.0)
     return {
         "notify_processes": len(bench.replicas("notify")),
         "subscriptions": state.subscriptions,
         "articles": len(entries),
         "deliveries": deliveries,
+        "delivered": delivered,
+        "complete": complete,
+        "redelivered": (counts["count"] - before["count"]) - arrived,
+        "stragglers": stragglers,
+        "short_subscriptions": short,
         "seconds": round(seconds, 3),
-        "deliveries_per_s": round(deliveries / seconds, 1),
+        "deliveries_per_s": round(delivered / seconds, 1),
+        "notify_cpu_ms_per_delivery": round(1000 * notify_cpu / max(delivered, 1), 3),
+        "receiver_capacity_per_s": round(delivered / receiver_cpu) if receiver_cpu > 0 else None,
         "cpu_percent": cpu,
     }
 
@@ -373,7 +483,9 @@ class HttpProbe(threading.Thread):
         self.targets = targets
         self.interval = interval
         self.times: dict[str, list[float]] = {name: [] for name in targets}
-        self.errors = 0
+        self.statuses: dict[str, int] = {}
+        """Answers other than 200 by status (a 503 from /healthz: not ready), and "error":
+        requests that got no answer within 10 s."""
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -382,11 +494,14 @@ class HttpProbe(threading.Thread):
                 for name, url in self.targets.items():
                     started = time.perf_counter()
                     try:
-                        client.get(url).raise_for_status()
+                        status = client.get(url).status_code
                     except httpx.HTTPError:
-                        self.errors += 1
-                        continue
-                    self.times[name].append(time.perf_counter() - started)
+                        status = 0
+                    if status != 200:
+                        key = str(status or "error")
+                        self.statuses[key] = self.statuses.get(key, 0) + 1
+                    if status:
+                        self.times[name].append(time.perf_counter() - started)
                     if self._done.wait(self.interval):
                         return
 
@@ -396,7 +511,7 @@ class HttpProbe(threading.Thread):
         summary: dict[str, Any] = {n: latency_summary(t) for n, t in self.times.items()}
         every = [t for times in self.times.values() for t in times]
         summary["all"] = latency_summary(every)
-        summary["errors"] = self.errors
+        summary["not_ok"] = self.statuses
         return summary
 
 
@@ -489,7 +604,7 @@ def run(sizes: Sizes) -> dict[str, Any]:
             say("(3) fan-out: starting a second notify process")
             bench.add_replica("notify")
             two = fanout(bench, state)
-            two["scaling"] = round(two["deliveries_per_s"] / one["deliveries_per_s"], 2)
+            two["scaling"] = round(two["deliveries_per_s"] / one["deliveries_per_s"], 3)
             figures["fanout"] = [one, two]
             figures["peak_rss_mb"] = peak_rss(bench)
         except BaseException:
@@ -538,7 +653,8 @@ def _cpu(cpu: dict[str, float], *names: str) -> str:
     return ", ".join(f"{k} {cpu[k]:.0f}%" for k in keys)
 
 
-def format_figures(f: dict[str, Any]) -> str:
+def figure_rows(f: dict[str, Any]) -> list[list[str]]:
+    """One row a figure: name, value, notes (the table and the Markdown show the same)."""
     relay, e2e = f["relay"], f["end_to_end"]
     rows = [
         [
@@ -551,15 +667,33 @@ def format_figures(f: dict[str, Any]) -> str:
             fmt(e2e["articles_per_s"], "articles/s"),
             f"{e2e['ratio_to_relay']:.3f}x of (1); {e2e['articles']:,} articles, "
             f"{e2e['subscriptions']:,} query subscriptions, {e2e['webhooks']:,} webhooks; "
-            + _cpu(e2e["cpu_percent"], "ingest", "classify", "notify", "redis", "load"),
+            + _cpu(e2e["cpu_percent"], "ingest", "classify", "notify", "redis", "load")
+            + "; CPU an article: "
+            + ", ".join(f"{k} {v:.2f} ms" for k, v in e2e["cpu_ms_per_article"].items()),
         ],
     ]
     for run_ in f["fanout"]:
-        note = f"{run_['subscriptions']:,} subs x {run_['articles']} articles; " + _cpu(
-            run_["cpu_percent"], "notify", "receiver", "load", "redis"
+        note = (
+            f"{run_['subscriptions']:,} subs x {run_['articles']} articles; "
+            + _cpu(run_["cpu_percent"], "notify", "receiver", "load", "redis")
+            + f"; notify {run_['notify_cpu_ms_per_delivery']:.2f} ms CPU a delivery (a full "
+            f"core: {fmt(1000 / max(run_['notify_cpu_ms_per_delivery'], 1e-6), '/s')}), "
+            f"receiver capacity {fmt(run_['receiver_capacity_per_s'], '/s per core')}"
         )
         if "scaling" in run_:
             note = f"{run_['scaling']:.2f}x of one; " + note
+        if run_["stragglers"]:
+            note = (
+                f"{run_['stragglers']:,} late webhooks of earlier articles came meanwhile; " + note
+            )
+        if run_["redelivered"]:
+            note = f"{run_['redelivered']:,} webhooks sent twice; " + note
+        if not run_["complete"]:
+            note = (
+                f"INCOMPLETE: {run_['delivered']:,} of {run_['deliveries']:,} webhooks within "
+                f"{run_['seconds']:g} s ({len(run_['short_subscriptions'])} subscriptions "
+                "short); " + note
+            )
         rows.append(
             [
                 f"(3) fan-out, {run_['notify_processes']} notify",
@@ -576,7 +710,8 @@ def format_figures(f: dict[str, Any]) -> str:
                 f" / {fmt(first['p99_ms'], 'ms', 0)}",
                 f"{first['samples']} samples; sent at {lat['achieved_rate']:,.0f}/s, "
                 f"drained {lat['backlog_drain_s']:.1f} s after; HTTP p99 "
-                f"{fmt(http['p99_ms'], 'ms', 1)} (max {fmt(http['max_ms'], 'ms', 0)})",
+                f"{fmt(http['p99_ms'], 'ms', 1)} (max {fmt(http['max_ms'], 'ms', 0)})"
+                + "".join(f", {n} answered {k}" for k, n in lat["http"]["not_ok"].items()),
             ]
         )
     rss = f["peak_rss_mb"]
@@ -588,30 +723,61 @@ def format_figures(f: dict[str, Any]) -> str:
             ", ".join(f"{k} {fmt(rss[k], 'MB', 0)}" for k in rss),
         ]
     )
-    start, end = f["machine_at_start"], f["machine_at_end"]
-    lines = [
-        f"topicwatch bench pipeline, {start['utc']}: {start['cores']} cores, load average "
-        f"{' '.join(map(str, start['load_average']))} at start, "
-        f"{' '.join(map(str, end['load_average']))} at end",
-        "",
-        table(["figure", "value", "notes"], rows, align="lrl"),
-        "",
-        table(
-            ["target (issue 10)", "measured", "goal", "met"],
-            [
-                [
-                    t["target"],
-                    fmt(t["measured"], t["unit"], 2 if t["unit"] == "x" else 0),
-                    fmt(t["goal"], t["unit"], 2 if t["unit"] == "x" else 0),
-                    "met" if t["met"] else "NOT met",
-                ]
-                for t in f["targets"]
-            ],
-        ),
-        "",
-        "CPU % is of one core over the phase; the load generator is this process.",
+    return rows
+
+
+def target_rows(f: dict[str, Any]) -> list[list[str]]:
+    def value(t: dict[str, Any], key: str) -> str:
+        return fmt(t[key], t["unit"], 2 if t["unit"] == "x" else 0)
+
+    return [
+        [t["target"], value(t, "measured"), value(t, "goal"), "met" if t["met"] else "NOT met"]
+        for t in f["targets"]
     ]
-    return "\n".join(lines)
+
+
+def machine_line(f: dict[str, Any]) -> str:
+    start, end = f["machine_at_start"], f["machine_at_end"]
+    return (
+        f"{start['utc']}: {start['cores']} cores ({start['platform']}, Python "
+        f"{start['python']}), load average {' '.join(map(str, start['load_average']))} at "
+        f"start, {' '.join(map(str, end['load_average']))} at end; a busy loop got "
+        f"{start['core_share']:.0%} of a core at start, {end['core_share']:.0%} at end"
+    )
+
+
+TARGET_HEADER = ["target (issue 10)", "measured", "goal", "met"]
+NOTE = "CPU % is of one core over the phase; the load generator is this process."
+
+
+def format_figures(f: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            f"topicwatch bench pipeline, {machine_line(f)}",
+            "",
+            table(["figure", "value", "notes"], figure_rows(f), align="lrl"),
+            "",
+            table(TARGET_HEADER, target_rows(f)),
+            "",
+            NOTE,
+        ]
+    )
+
+
+def format_markdown(f: dict[str, Any]) -> str:
+    """The same figures for docs/performance.md and the README."""
+    return "\n".join(
+        [
+            f"`topicwatch bench pipeline`, {machine_line(f)}.",
+            "",
+            markdown_table(["figure", "value", "notes"], figure_rows(f), align="lrl"),
+            "",
+            markdown_table(TARGET_HEADER, target_rows(f), align="lrrl"),
+            "",
+            NOTE,
+            "",
+        ]
+    )
 
 
 def cmd_bench_pipeline(args: argparse.Namespace) -> int:
@@ -634,6 +800,8 @@ def cmd_bench_pipeline(args: argparse.Namespace) -> int:
     print(format_figures(figures))
     if args.json:
         write_json(args.json, figures)
+    if args.markdown:
+        Path(args.markdown).write_text(format_markdown(figures), encoding="utf-8")
     return 0
 
 
@@ -645,6 +813,7 @@ def register_bench(bench_subparsers: Any) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the tables as Markdown")
     parser.add_argument("--articles", type=int, help="end-to-end articles (default 5,000)")
     parser.add_argument("--subscriptions", type=int, help="query subscriptions (default 1,000)")
     parser.add_argument("--fanout-subscriptions", type=int, help="default 500")

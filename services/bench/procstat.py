@@ -12,7 +12,7 @@ import os
 import resource
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -55,12 +55,13 @@ def load_average() -> tuple[float, float, float]:
 class CpuMeter:
     """CPU used by named processes (and this one, as ``load generator``) over one phase.
 
-    ``start()`` then ``stop()``; ``percent()`` is CPU seconds per wall second x 100, so 100 is
-    one full core.
+    ``start()`` then ``stop()``, which answers CPU seconds per wall second x 100 (100 is one
+    full core) and keeps the CPU seconds themselves in ``seconds``.
     """
 
     pids: Mapping[str, int]
     self_name: str = "load generator"
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def start(self) -> CpuMeter:
         self._wall = time.perf_counter()
@@ -75,4 +76,5 @@ class CpuMeter:
             before, after = self._before.get(name), cpu_seconds(pid)
             if before is not None and after is not None:
                 used[name] = after - before
+        self.seconds = used
         return {name: round(100 * seconds / wall, 1) for name, seconds in used.items()}

@@ -40,11 +40,25 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
+def core_share(seconds: float = 0.3) -> float:
+    """The share of one core a busy loop in this process gets now (1.0 on an idle machine).
+
+    On a shared machine this says more than the load average about how much the figures of
+    the moment are depressed: each process of the benchmark gets about this share when it
+    wants a core.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall < seconds:
+        sum(range(1_000))
+    return round((time.process_time() - cpu) / (time.perf_counter() - wall), 2)
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on: they mean little without it."""
     return {
         "cores": os.cpu_count(),
         "load_average": [round(v, 2) for v in os.getloadavg()],
+        "core_share": core_share(),
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -75,6 +89,17 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "")
         ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
+    """The same table in Markdown (for docs/performance.md and the README)."""
+    align = align or "l" + "r" * (len(header) - 1)
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    rule = "| " + " | ".join("---:" if a == "r" else "---" for a in align) + " |"
     return "\n".join([line(header), rule, *(line(r) for r in rows)])
 
 

@@ -22,11 +22,39 @@ from faststream.redis import RedisBroker, RedisClusterBroker
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import (
+    RedisClusterException,
+    RedisClusterUnreachableError,
+    SlotNotCoveredError,
+)
 
 from services.common.settings import Settings
 
 #: Seconds to wait for a TCP connection to Redis before the attempt counts as failed.
 CONNECT_TIMEOUT = 5.0
+
+
+class ClusterUnavailable(redis.exceptions.ConnectionError):
+    """The cluster cannot serve a slot now: no node reachable, or a slot without a master
+    (a failover under way). Raised as a ``ConnectionError`` so every service treats it as
+    the Redis outage it is (503, left pending, retried) - redis-py raises these as
+    ``RedisClusterException``, which is not a ``RedisError``."""
+
+
+class _OutagesAsConnectionErrors(AsyncRedisCluster):
+    """``RedisCluster`` whose transient topology errors are ``ClusterUnavailable``.
+
+    Only the two that mean "not now" are translated; the rest of ``RedisClusterException``
+    (keys of several slots in one command, say) is a bug and stays what it is.
+    """
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except (RedisClusterUnreachableError, SlotNotCoveredError) as exc:
+            if not_a_cluster(exc):
+                raise
+            raise ClusterUnavailable(str(exc)) from exc
 
 
 def _urls(url: str | None) -> list[str]:
@@ -56,7 +84,7 @@ def async_client(url: str | None, *, cluster: bool = False, **options: Any) -> a
     if not cluster:
         return aioredis.Redis.from_url(urls[0], **options)
     seeds = [AsyncClusterNode(host, port) for host, port in _nodes(urls[1:])]
-    client = AsyncRedisCluster.from_url(urls[0], startup_nodes=seeds, **options)
+    client = _OutagesAsConnectionErrors.from_url(urls[0], startup_nodes=seeds, **options)
     return cast(aioredis.Redis, client)
 
 
@@ -87,6 +115,31 @@ def broker(settings: Settings, **options: Any) -> RedisBroker:
     if not settings.redis_cluster:
         return RedisBroker(urls[0], **options)
     return RedisClusterBroker(urls[0], startup_nodes=_nodes(urls[1:]), **options)
+
+
+#: Connection settings a cluster client's nodes carry that a client of one node also takes.
+_NODE_KWARGS = (
+    "username", "password", "socket_timeout", "socket_connect_timeout", "ssl_keyfile",
+    "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_data", "ssl_check_hostname",
+)  # fmt: skip
+
+
+def node_client(node: Any) -> aioredis.Redis:
+    """A plain asyncio client of one node of a cluster client (an ``AsyncClusterNode``), with
+    the cluster's credentials and TLS: for what must run on one node's connection, such as a
+    write followed by ``WAIT`` (services/common/replication.py)."""
+    kwargs = {k: v for k, v in node.connection_kwargs.items() if k in _NODE_KWARGS and v}
+    if "SSL" in getattr(node.connection_class, "__name__", ""):
+        kwargs["ssl"] = True
+    return aioredis.Redis(host=node.host, port=node.port, **kwargs)
+
+
+def not_a_cluster(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server is not a cluster node (cluster mode on a single
+    server: a configuration error, not an outage to wait out)."""
+    return (
+        isinstance(exc, RedisClusterException) and "cluster mode is not enabled" in str(exc).lower()
+    )
 
 
 def is_cluster(client: Any) -> bool:

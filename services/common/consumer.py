@@ -26,6 +26,10 @@ things a pipeline that must lose nothing needs are missing, and live here once f
   group (atomically: only if it still has nothing pending), so groups do not collect a
   consumer per restart.
 
+* **Replicated before acknowledged** (``TOPICWATCH_REDIS_WAIT_REPLICAS``): a batch's ack waits
+  until every master's replicas confirm its writes (:mod:`services.common.replication`), so a
+  failover cannot take back an output whose input was already acknowledged.
+
 Handlers receive a list of :class:`Entry` and return the ids they are done with; entries they
 leave out (or all of them, if the handler raises) stay pending and come back via reclaim.
 Acknowledging only what the handler returns means an entry is acked after what it produced
@@ -51,6 +55,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.common.models import DeadLetter
+from services.common.replication import NotReplicated, ReplicationBarrier
 from services.common.settings import Settings
 from services.common.streams import DATA_FIELD, as_text, encode
 
@@ -213,6 +218,16 @@ class StreamConsumer:
         self.handler = handler
         self.on_dead_letter = on_dead_letter
         self.dead_letters = DeadLetters(client, dead_letter_stream, on_dead_letter)
+        self.barrier = (
+            ReplicationBarrier(
+                client,
+                settings.stream_prefix,
+                settings.redis_wait_replicas,
+                settings.redis_wait_timeout_ms,
+            )
+            if settings.redis_wait_replicas
+            else None
+        )
         self.subscribers: list[Any] = []
         self._keep_fresh = client.register_script(_KEEP_FRESH)
         self._drop_if_idle = client.register_script(_DROP_IF_IDLE)
@@ -291,6 +306,19 @@ class StreamConsumer:
                             type(alone).__name__,
                             alone,
                         )
+        if done and self.barrier is not None:
+            try:
+                await self.barrier.wait()
+            except (NotReplicated, RedisError) as exc:
+                log.warning(
+                    "%s: %d entries done but their writes not confirmed by a replica (%s: %s); "
+                    "left pending, to run again",
+                    self.stream,
+                    len(done),
+                    type(exc).__name__,
+                    exc,
+                )
+                done = set()
         if ack and done:
             await self.client.xack(self.stream, self.group, *done)
         return done

@@ -63,6 +63,10 @@ class LocalCluster:
     appendonly: bool = False
     node_timeout_ms: int = 1000
     binary: str = field(default_factory=find_redis_server)
+    ports: list[int] = field(default_factory=list)
+    """Fixed ports, one per node (their bus ports are 10,000 above): a cluster that is
+    stopped and started again on the same ``data_dir`` must keep them (``topicwatch up
+    --cluster``). Empty: free ports, and a new cluster every start."""
     nodes: list[RedisServer] = field(default_factory=list)
 
     @property
@@ -80,12 +84,21 @@ class LocalCluster:
         return [node.url for node in self.nodes]
 
     def start(self, timeout: float = 60.0) -> LocalCluster:
-        """Start the nodes, create the cluster with the CLI, and wait until it is whole."""
+        """Start the nodes, create the cluster with the CLI (unless every node already has its
+        ``nodes.conf``: a cluster started again), and wait until it is whole."""
         count = self.masters * (1 + self.replicas_per_master)
+        if self.ports and len(self.ports) != count:
+            raise ValueError(f"{count} nodes need {count} ports, not {len(self.ports)}")
+        existing = bool(self.ports) and all(
+            (self.data_dir / f"node-{index}" / "nodes.conf").exists() for index in range(count)
+        )
         try:
             for index in range(count):
+                port = self.ports[index] if self.ports else 0
+                bus = port + 10000 if port else free_port(self.host)
                 node = RedisServer(
                     data_dir=self.data_dir / f"node-{index}",
+                    port=port,
                     host=self.host,
                     appendonly=self.appendonly,
                     binary=self.binary,
@@ -95,14 +108,15 @@ class LocalCluster:
                         "--cluster-config-file",
                         "nodes.conf",
                         "--cluster-port",
-                        str(free_port(self.host)),
+                        str(bus),
                         "--cluster-node-timeout",
                         str(self.node_timeout_ms),
                     ],
                 )
                 self.nodes.append(node)
                 node.start()
-            self._create(timeout)
+            if not existing:
+                self._create(timeout)
             self.wait_ok(timeout)
         except BaseException:
             self.stop()
@@ -246,6 +260,27 @@ class LocalCluster:
                 return next(node for node in self.nodes if node.port == port)
             time.sleep(0.1)
         raise TimeoutError(f"no replica took over from port {master.port}:\n{self.describe()}")
+
+    def restart(self, node: RedisServer, timeout: float = 60.0) -> None:
+        """Start a dead node again on its port and data directory: it reads its nodes.conf,
+        finds that a replica took its slots, and rejoins as that replica (what a supervisor
+        restarting the pod does); returns once the cluster is ok with it connected."""
+        node.start(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            client = self.client(node)
+            try:
+                role = client.execute_command("ROLE")
+                if role[0] in (b"slave", "slave") and role[3] in (b"connected", "connected"):
+                    break
+            except redis.RedisError:
+                pass
+            finally:
+                client.close()
+            time.sleep(0.1)
+        else:
+            raise TimeoutError(f"port {node.port} did not rejoin as a replica:\n{self.describe()}")
+        self.wait_ok(max(1.0, deadline - time.monotonic()))
 
     def flushall(self) -> None:
         """Empty every master (replicas follow)."""

@@ -119,6 +119,13 @@ async def check_server(client: aioredis.Redis, *, require_persistence: bool) -> 
     if is_cluster(client):
         return await _check_cluster(client, require_persistence=require_persistence)
     info = await client.info()
+    if str(info.get("cluster_enabled", "0")) == "1":
+        report = evaluate(info, None, require_persistence=False)
+        report.errors.append(
+            "the server is a node of a Redis Cluster: set TOPICWATCH_REDIS_CLUSTER=true "
+            "(keys of other nodes' slots would be refused with MOVED)"
+        )
+        return report
     try:
         config: Mapping[Any, Any] | None = await client.config_get("save")
     except ResponseError:

@@ -25,11 +25,11 @@ from faststream import FastStream
 from faststream.redis.prometheus import RedisPrometheusMiddleware
 from faststream.specification import AsyncAPI
 from prometheus_client import Counter, Gauge
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from services import __version__
 from services.common.connections import broker as make_broker
-from services.common.connections import redis_client
+from services.common.connections import not_a_cluster, redis_client
 from services.common.consumer import (
     BatchHandler,
     DeadLetters,
@@ -274,7 +274,14 @@ class Runtime:
             except LayoutMismatch as exc:
                 self._refuse(str(exc))
                 return
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, RedisClusterException) as exc:
+                if not_a_cluster(exc):
+                    self._refuse(
+                        f"TOPICWATCH_REDIS_CLUSTER=true, but {_where(self.settings.redis_url)} "
+                        "is not a cluster node (cluster mode is not enabled on it): unset "
+                        "TOPICWATCH_REDIS_CLUSTER for a single server"
+                    )
+                    return
                 await self._stop_broker()
                 self.waiting = (
                     f"waiting for Redis at {_where(self.settings.redis_url)}: "
@@ -365,7 +372,7 @@ class Runtime:
         try:
             await asyncio.wait_for(self.redis.ping(), PROBE_TIMEOUT)
             checks["redis"] = "ok"
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, OSError, TimeoutError, RedisClusterException) as exc:
             checks["redis"] = f"error: {type(exc).__name__}"
             reasons.append(
                 f"redis at {_where(self.settings.redis_url)} unreachable: "

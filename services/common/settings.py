@@ -97,7 +97,22 @@ class Settings(EarlySettings):
     consume_partitions: Annotated[list[int], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated partition numbers (0-based) this process consumes; empty "
-        "means all. Lets a replica take a share of the partitions (KEDA scales per partition).",
+        "means all. Lets a classify or notify replica take a share of the partitions (and "
+        "notify the same share of subscription shards to deliver for); ingest reads the one "
+        "public ingest stream and writes every partition, so it ignores this.",
+    )
+    redis_wait_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Before a consumer acknowledges a batch, this many replicas of every master "
+        "must have confirmed the writes (WAIT; services/common/replication.py); else the batch "
+        "stays pending and runs again. 0: off. 1 in a cluster with replicas bounds what a "
+        "failover can lose to nothing acknowledged (docs/scaling.md, 'Failover').",
+    )
+    redis_wait_timeout_ms: int = Field(
+        default=1000,
+        ge=1,
+        description="How long a consumer waits for `redis_wait_replicas` confirmations.",
     )
     require_persistence: bool = Field(
         default=False,

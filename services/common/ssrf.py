@@ -10,9 +10,11 @@ Teredo, NAT64) is unwrapped and checked too.
 
 The check runs at creation (clear error for the subscriber) and again at every delivery or
 feed fetch, because DNS answers change. To close the gap between "checked" and "connected"
-(DNS rebinding), both connect to the very address that was checked (``pinned_stream``): the
-request goes to the IP, with the original ``Host`` header and the original name for TLS SNI
-and certificate verification (httpx's ``sni_hostname`` extension).
+(DNS rebinding), both connect to the very address that was checked (feeds through
+``pinned_stream`` and httpx; webhooks through notify's own HTTP/1.1 sender, which opens its
+connection to ``CheckedTarget.addresses[0]``): the request goes to the IP, with the original
+``Host`` header and the original name for TLS SNI and certificate verification (httpx's
+``sni_hostname`` extension, asyncio's ``server_hostname``).
 
 ``TOPICWATCH_ALLOW_PRIVATE_WEBHOOKS=true`` lifts the private-address rule for development and
 tests (a receiver on 127.0.0.1). Cloud metadata addresses stay refused even then: no
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -76,8 +79,12 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def address_refusal(ip: IPAddress, allow_private: bool = False) -> str | None:
-    """Why ``ip`` may not be a webhook target, or ``None`` when it may."""
+    """Why ``ip`` may not be a webhook target, or ``None`` when it may.
+
+    Pure in its arguments and asked for every webhook sent (each ``is_*`` property tests
+    network membership), so remembered per address."""
     if isinstance(ip, ipaddress.IPv6Address):
         inner = _embedded_ipv4(ip)
         if inner is not None:
@@ -102,8 +109,14 @@ def address_refusal(ip: IPAddress, allow_private: bool = False) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_webhook_url(url: str) -> httpx.URL:
-    """Syntax checks that need no DNS: scheme, host, no metadata host names."""
+    """Syntax checks that need no DNS: scheme, host, no metadata host names.
+
+    Remembered per URL text (a refusal is not: it raises): every delivery checks its URL
+    again, and parsing was a tenth of a webhook's CPU at fan-out rates. The result depends
+    on the text alone; what can change, the DNS answer, is looked up on every call of
+    ``check_webhook_url``."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:

@@ -25,8 +25,10 @@ from typing import Any
 
 import redis
 from prometheus_client import CollectorRegistry
+from redis.exceptions import ClusterError
 
 from services.classify.classifier import load_classifier
+from services.common.connections import sync_client
 from services.common.models import ClassifiedArticle, alert_id_for
 from services.common.settings import Settings
 from services.common.streams import DATA_FIELD, StreamNames, as_text
@@ -37,6 +39,8 @@ from services.notify.percolator import Percolator
 from services.notify.subscriptions import Subscription
 
 AUDIT_GROUP = "harness-audit"
+#: What a client sees while a server restarts or a cluster fails over (the harness retries).
+OUTAGE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ClusterError)
 
 
 @dataclass
@@ -54,13 +58,13 @@ class Expected:
 
 def expect(items: Sequence[Item], subscriptions: Sequence[Subscription]) -> Expected:
     """Classify the inputs offline against the subscriptions, as the pipe will."""
-    import redis.asyncio as aioredis
+    from services.common.connections import async_client
 
     unused = "redis://127.0.0.1:1/0"
     settings = Settings(redis_url=unused)
     # The pipeline object is used for its validation only; its client never connects.
     pipeline = IngestPipeline(
-        aioredis.Redis.from_url(unused),
+        async_client(unused),
         StreamNames(),
         settings,
         IngestMetrics(CollectorRegistry()),
@@ -104,12 +108,20 @@ def expect(items: Sequence[Item], subscriptions: Sequence[Subscription]) -> Expe
 
 class Auditor:
     """Reads ingest, accepted and classified (own group) and alerts (plain XREAD) while the
-    pipe runs, surviving Redis restarts; counts what it saw by input, article and alert id."""
+    pipe runs, surviving Redis restarts and failovers; counts what it saw by input, article
+    and alert id. With partitions it reads every partition's streams and every shard's alerts,
+    one stream per command (in a cluster each lives in its own slot)."""
 
-    def __init__(self, url: str, names: StreamNames) -> None:
+    def __init__(self, url: str, names: StreamNames, *, cluster: bool = False) -> None:
         # Generous timeouts: a loaded Redis (a large backlog) may answer slowly.
-        self.client = redis.Redis.from_url(url, socket_timeout=60, socket_connect_timeout=5)
+        self.client = sync_client(url, cluster=cluster, socket_timeout=60, socket_connect_timeout=5)
         self.names = names
+        #: Every stream the audit group reads, and what it holds.
+        self.kind_of: dict[str, str] = {
+            names.ingest: "ingest",
+            **dict.fromkeys(names.accepted_streams, "accepted"),
+            **dict.fromkeys(names.classified_streams, "classified"),
+        }
         self.inputs: Counter[int] = Counter()  # ingest entries per input index ("n" field)
         self.accepted: Counter[str] = Counter()  # accepted entries per article id
         self.classified: Counter[str] = Counter()
@@ -118,13 +130,13 @@ class Auditor:
         #: far the pipe has got, for a publisher that must not run too far ahead.
         self.classified_upto = -1
         self.lock = threading.Lock()
-        self._alerts_from = "0-0"
+        self._alerts_from = dict.fromkeys(names.alerts_streams, "0-0")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="auditor")
         self.errors = 0
 
     def create_groups(self) -> None:
-        for stream in (self.names.ingest, self.names.accepted, self.names.classified):
+        for stream in self.kind_of:
             try:
                 self.client.xgroup_create(stream, AUDIT_GROUP, id="0", mkstream=True)
             except redis.ResponseError as exc:
@@ -147,7 +159,7 @@ class Auditor:
             try:
                 if not self.step():
                     break
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+            except OUTAGE:
                 time.sleep(0.5)
         self.client.close()
 
@@ -156,20 +168,23 @@ class Auditor:
             return set(self.alerts)
 
     def caught_up(self, client: redis.Redis) -> bool:
-        """The alerts stream has been read to its end (the groups are checked apart)."""
-        try:
-            info: Any = client.xinfo_stream(self.names.alerts)
-        except redis.ResponseError:
-            return True
-        with self.lock:
-            return _id(self._alerts_from) >= _id(info["last-generated-id"])
+        """Every alerts stream has been read to its end (the groups are checked apart)."""
+        for stream in self._alerts_from:
+            try:
+                info: Any = client.xinfo_stream(stream)
+            except redis.ResponseError:
+                continue
+            with self.lock:
+                if _id(self._alerts_from[stream]) < _id(info["last-generated-id"]):
+                    return False
+        return True
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 if not self.step():
                     time.sleep(0.1)
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+            except OUTAGE:
                 self.errors += 1
                 time.sleep(0.5)
             except redis.ResponseError as exc:  # NOGROUP after a restart without data
@@ -181,38 +196,35 @@ class Auditor:
     def step(self) -> int:
         """One read of every stream; returns the entries seen."""
         seen = 0
-        streams: Any = {
-            self.names.ingest: ">",
-            self.names.accepted: ">",
-            self.names.classified: ">",
-        }
-        reply: Any = self.client.xreadgroup(AUDIT_GROUP, "auditor", streams, count=1000)
-        for stream, entries in reply or []:
-            name = as_text(stream)
-            ids = []
+        for stream in self.kind_of:
+            reply: Any = self.client.xreadgroup(AUDIT_GROUP, "auditor", {stream: ">"}, count=1000)
+            for _stream, entries in reply or []:
+                ids = []
+                with self.lock:
+                    for entry_id, fields in entries:
+                        ids.append(entry_id)
+                        self._count(stream, fields)
+                if ids:
+                    self.client.xack(stream, AUDIT_GROUP, *ids)
+                    seen += len(ids)
+        for stream, start in list(self._alerts_from.items()):
+            alerts: Any = self.client.xread({stream: start}, count=1000)
             with self.lock:
-                for entry_id, fields in entries:
-                    ids.append(entry_id)
-                    self._count(name, fields)
-            if ids:
-                self.client.xack(name, AUDIT_GROUP, *ids)
-                seen += len(ids)
-        alerts: Any = self.client.xread({self.names.alerts: self._alerts_from}, count=1000)
-        with self.lock:
-            for _stream, entries in alerts or []:
-                for entry_id, fields in entries:
-                    self._alerts_from = as_text(entry_id)
-                    data = json.loads(fields[DATA_FIELD.encode()])
-                    self.alerts[str(data["id"])] += 1
-                    seen += 1
+                for _stream, entries in alerts or []:
+                    for entry_id, fields in entries:
+                        self._alerts_from[stream] = as_text(entry_id)
+                        data = json.loads(fields[DATA_FIELD.encode()])
+                        self.alerts[str(data["id"])] += 1
+                        seen += 1
         return seen
 
     def _count(self, stream: str, fields: dict[bytes, bytes]) -> None:
-        if stream == self.names.ingest:
+        kind = self.kind_of[stream]
+        if kind == "ingest":
             self.inputs[int(fields.get(b"n", b"-1"))] += 1
             return
         data = json.loads(fields[DATA_FIELD.encode()])
-        if stream == self.names.accepted:
+        if kind == "accepted":
             self.accepted[str(data["id"])] += 1
         else:
             article = data["article"]

@@ -21,6 +21,7 @@ at-least-once promise and counted apart ("redeliveries"); delivered counts disti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import tempfile
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from services.common.streams import (
     DATA_FIELD,
@@ -41,9 +43,9 @@ from services.common.streams import (
     StreamNames,
 )
 from services.harness.articles import Item, generate
-from services.harness.audit import AUDIT_GROUP, Auditor, Expected, expect, group_done
+from services.harness.audit import AUDIT_GROUP, OUTAGE, Auditor, Expected, expect, group_done
 from services.harness.soak import SUBSCRIPTIONS, subscribe
-from services.harness.stack import Receiver, Stack
+from services.harness.stack import ClusterSpec, Receiver, Stack
 from services.notify.subscriptions import Subscription, SubscriptionCreate
 
 
@@ -64,6 +66,17 @@ class ChaosConfig:
     replicas: dict[str, int] = field(
         default_factory=lambda: {"ingest": 1, "classify": 2, "notify": 2}
     )
+    cluster: bool = False
+    """Run on a local cluster (3 masters, a replica each) in cluster mode; the faults on Redis
+    are then master kills (SIGKILL, a replica takes over) instead of restarts."""
+    partitions: int = 1
+    """``TOPICWATCH_PARTITIONS`` (3 is the natural choice on 3 masters)."""
+    master_kills: int = 1
+    """Cluster mode: masters SIGKILLed while articles flow (each then started again, and it
+    rejoins as a replica)."""
+    redis_wait_replicas: int | None = None
+    """``TOPICWATCH_REDIS_WAIT_REPLICAS`` for the services: by default 1 on a cluster (every
+    master has a replica), 0 on one server."""
 
 
 @dataclass
@@ -73,6 +86,8 @@ class ChaosResult:
     seconds: float
     kills: dict[str, int]
     redis_restarts: int
+    failovers: list[str]
+    """Cluster mode: each master kill, "port -> promoted port, N s"."""
     self_exits: dict[str, int]
     published: int
     entries: int
@@ -135,6 +150,47 @@ class Chaos:
         with self.lock:
             self.stack.restart_redis(down_seconds)
 
+    def kill_master(self, key: str) -> str:
+        """SIGKILL the master holding ``key``, wait for its replica to take over, start the
+        dead node again (it rejoins as a replica); what happened, for the report."""
+        with self.lock:
+            started = time.monotonic()
+            dead, promoted = self.stack.kill_master(key)
+            took = time.monotonic() - started
+            assert self.stack.cluster is not None
+            node = next(n for n in self.stack.cluster.nodes if n.port == dead)
+            self.stack.cluster.restart(node)
+            return f"master :{dead} SIGKILLed -> replica :{promoted} took over in {took:.1f} s"
+
+
+def publish_batch(client: Any, names: StreamNames, batch: list[Item]) -> None:
+    """One MULTI/EXEC of XADDs on the ingest stream. On a cluster, as a producer that must not
+    lose what it was told is written: on one connection to the stream's master, followed by
+    ``WAIT 1``, and retried (an at-least-once producer; ingest drops the re-sends as
+    duplicates) unless the replica has it too — the write a failover cannot take back."""
+    fields = [{DATA_FIELD: json.dumps(item.payload), "n": str(item.n)} for item in batch]
+    if not isinstance(client, RedisCluster):
+        pipe = client.pipeline(transaction=True)
+        for one in fields:
+            pipe.xadd(names.ingest, one)
+        pipe.execute()
+        return
+    node = client.get_node_from_key(names.ingest)
+    direct = client.get_redis_connection(node)
+    raw = direct.pipeline(transaction=False)  # one connection: WAIT covers these writes
+    raw.execute_command("MULTI")
+    for one in fields:
+        raw.execute_command("XADD", names.ingest, "*", *[x for kv in one.items() for x in kv])
+    raw.execute_command("EXEC")
+    raw.execute_command("WAIT", 1, 2000)
+    try:
+        replies = raw.execute()
+    except redis.ResponseError as exc:  # MOVED (a failover moved the slot): ask again
+        client.nodes_manager.initialize()
+        raise redis.ConnectionError(str(exc)) from exc
+    if int(replies[-1]) < 1:
+        raise redis.TimeoutError("WAIT: no replica acknowledged the batch within 2 s")
+
 
 def publish_paced(
     stack: Stack,
@@ -144,7 +200,7 @@ def publish_paced(
     on_progress: Any,
 ) -> None:
     """Publish at ``rate`` per second, in small MULTI/EXEC batches, retrying through outages."""
-    client = redis.Redis.from_url(stack.redis_url, socket_timeout=30, socket_connect_timeout=2)
+    client = stack.client(socket_timeout=30, socket_connect_timeout=2)
     chunk = max(1, int(rate / 10))
     started = time.monotonic()
     done = 0
@@ -153,16 +209,13 @@ def publish_paced(
             batch = items[done : done + chunk]
             while True:
                 try:
-                    pipe = client.pipeline(transaction=True)
-                    for item in batch:
-                        pipe.xadd(
-                            names.ingest,
-                            {DATA_FIELD: json.dumps(item.payload), "n": str(item.n)},
-                        )
-                    pipe.execute()
+                    publish_batch(client, names, batch)
                     break
-                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                except OUTAGE:
                     time.sleep(0.2)
+                    if isinstance(client, RedisCluster):
+                        with contextlib.suppress(*OUTAGE):
+                            client.nodes_manager.initialize()
             done += len(batch)
             on_progress(done)
             ahead = started + done / rate - time.monotonic()
@@ -179,14 +232,11 @@ def drained(
     receiver: Receiver,
     expected: Expected,
 ) -> bool:
-    pairs = [
-        (names.ingest, GROUP_INGEST),
-        (names.accepted, GROUP_CLASSIFY),
-        (names.classified, GROUP_NOTIFY),
-        (names.ingest, AUDIT_GROUP),
-        (names.accepted, AUDIT_GROUP),
-        (names.classified, AUDIT_GROUP),
-    ]
+    pairs = [(names.ingest, GROUP_INGEST), (names.ingest, AUDIT_GROUP)]
+    for stream in names.accepted_streams:
+        pairs += [(stream, GROUP_CLASSIFY), (stream, AUDIT_GROUP)]
+    for stream in names.classified_streams:
+        pairs += [(stream, GROUP_NOTIFY), (stream, AUDIT_GROUP)]
     if not all(group_done(client, s, g) for s, g in pairs) or not auditor.caught_up(client):
         return False
     settled = receiver.delivered() | dead_alert_ids(client, names)
@@ -195,17 +245,20 @@ def drained(
 
 def dead_alert_ids(client: redis.Redis, names: StreamNames) -> set[str]:
     ids = set()
-    entries: Any = client.xrange(names.alerts_dead)
-    for _entry_id, fields in entries:
-        record = json.loads(fields[DATA_FIELD.encode()])
-        ids.add(str(record["alert"]["id"]))
+    for stream in names.alerts_dead_streams:
+        entries: Any = client.xrange(stream)
+        for _entry_id, fields in entries:
+            record = json.loads(fields[DATA_FIELD.encode()])
+            ids.add(str(record["alert"]["id"]))
     return ids
 
 
 def run(config: ChaosConfig, *, workdir: Path | None = None, progress: Any = None) -> ChaosResult:
     say = progress or (lambda _msg: None)
     rng = random.Random(config.seed)
-    names = StreamNames()
+    names = StreamNames(
+        partitions=config.partitions, tagged=config.cluster or config.partitions > 1
+    )
     say(f"generating {config.articles:,} articles...")
     items = generate(config.articles, seed=config.seed)
     with tempfile.TemporaryDirectory(prefix="topicwatch-chaos-") as tmp:
@@ -217,12 +270,23 @@ def run(config: ChaosConfig, *, workdir: Path | None = None, progress: Any = Non
                 "TOPICWATCH_RECLAIM_IDLE_MS": str(config.reclaim_idle_ms),
                 "TOPICWATCH_DELIVERY_LEASE_SECONDS": str(config.lease_seconds),
                 "TOPICWATCH_WEBHOOK_TIMEOUT": str(max(1.0, config.lease_seconds / 2)),
+                "TOPICWATCH_PARTITIONS": str(config.partitions),
+                "TOPICWATCH_REDIS_WAIT_REPLICAS": str(
+                    config.redis_wait_replicas
+                    if config.redis_wait_replicas is not None
+                    else int(config.cluster)
+                ),
             },
+            cluster=ClusterSpec(partitions=config.partitions) if config.cluster else None,
         )
         receiver = Receiver()
-        say("starting redis (append-only) and the services...")
+        say(
+            "starting a cluster (3 masters, a replica each, append-only) and the services..."
+            if config.cluster
+            else "starting redis (append-only) and the services..."
+        )
         stack.start()
-        client = redis.Redis.from_url(stack.redis_url, socket_timeout=60)
+        client = stack.client(socket_timeout=60)
         auditor: Auditor | None = None
         chaos: Chaos | None = None
         try:
@@ -236,24 +300,37 @@ def run(config: ChaosConfig, *, workdir: Path | None = None, progress: Any = Non
             ]
             say("classifying the same articles offline against the same subscriptions...")
             expected = expect(items, subscriptions)
-            auditor = Auditor(stack.redis_url, names).start()
+            auditor = Auditor(stack.redis_url, names, cluster=config.cluster).start()
+            redis_faults = config.master_kills if config.cluster else config.redis_restarts
             say(
                 f"publishing at {config.rate:g}/s with a SIGKILL every ~{config.kill_every:g}s "
-                f"and {config.redis_restarts} Redis restarts..."
+                + (
+                    f"and {redis_faults} master kills..."
+                    if config.cluster
+                    else f"and {redis_faults} Redis restarts..."
+                )
             )
             restarts_at = [
-                config.articles * (k + 1) // (config.redis_restarts + 1)
-                for k in range(config.redis_restarts)
+                config.articles * (k + 1) // (redis_faults + 1) for k in range(redis_faults)
             ]
             chaos = Chaos(stack, rng, config.kill_every).start()
             started = time.monotonic()
+            failovers: list[str] = []
+            # The masters to kill in turn: those of the partitions' streams (then the shards').
+            victims = [*names.accepted_streams, *names.alerts_streams]
 
             def on_progress(done: int) -> None:
                 while restarts_at and done >= restarts_at[0]:
                     restarts_at.pop(0)
-                    say(f"  {done:,} published: restarting Redis")
                     assert chaos is not None
-                    chaos.restart_redis(config.redis_down_seconds)
+                    if config.cluster:
+                        key = victims[len(failovers) % len(victims)]
+                        say(f"  {done:,} published: SIGKILL the master of {key}")
+                        failovers.append(chaos.kill_master(key))
+                        say(f"  {failovers[-1]}")
+                    else:
+                        say(f"  {done:,} published: restarting Redis")
+                        chaos.restart_redis(config.redis_down_seconds)
 
             publish_paced(stack, names, items, config.rate, on_progress)
             say("all published; faults go on for a few more seconds, then the pipe drains...")
@@ -269,7 +346,7 @@ def run(config: ChaosConfig, *, workdir: Path | None = None, progress: Any = Non
                     if drained(client, names, auditor, receiver, expected):
                         is_drained = True
                         break
-                except (redis.ConnectionError, redis.TimeoutError):
+                except OUTAGE:
                     pass
                 time.sleep(0.5)
             seconds = time.monotonic() - started
@@ -285,6 +362,7 @@ def run(config: ChaosConfig, *, workdir: Path | None = None, progress: Any = Non
                 expected,
                 items,
                 is_drained,
+                failovers,
             )
         finally:
             if chaos is not None:
@@ -317,6 +395,7 @@ def _account(
     expected: Expected,
     items: list[Item],
     is_drained: bool,
+    failovers: list[str],
 ) -> ChaosResult:
     auditor.stop()
     by_n = {item.n: item for item in items}
@@ -363,6 +442,7 @@ def _account(
         seconds=seconds,
         kills=dict(kills),
         redis_restarts=stack.redis_restarts,
+        failovers=failovers,
         self_exits=dict(exits),
         published=len(auditor.inputs),
         entries=entries,
@@ -416,13 +496,24 @@ def report(r: ChaosResult) -> str:
         ("lost", r.lost, ", ".join(f"{k} {v}" for k, v in r.lost_detail.items() if v)),
         ("duplicated", r.duplicated, "articles accepted twice + alerts created twice"),
     ]
+    if c.get("cluster"):
+        topology = (
+            f"a cluster of 3 masters with a replica each, {c['partitions']} partitions; {r.server}"
+        )
+        redis_faults = f"{len(r.failovers)} master SIGKILLs (a replica took over each)"
+    else:
+        topology = r.server
+        redis_faults = (
+            f"{r.redis_restarts} Redis restarts (server process stopped and started, "
+            f"{c['redis_down_seconds']:g} s down)"
+        )
     lines = [
         f"chaos: {c['articles']:,} articles at {c['rate']:g}/s through {replicas}; "
-        f"{r.server}; {r.seconds:,.0f} s",
-        f"faults: {sum(r.kills.values())} SIGKILLs ({kills}), {r.redis_restarts} Redis "
-        f"restarts (server process stopped and started, {c['redis_down_seconds']:g} s down), "
+        f"{topology}; {r.seconds:,.0f} s",
+        f"faults: {sum(r.kills.values())} SIGKILLs ({kills}), {redis_faults}, "
         f"{exits} service exits restarted by the harness as a supervisor "
         f"({', '.join(f'{s} {n}' for s, n in sorted(r.self_exits.items()))})",
+        *[f"  {failover}" for failover in r.failovers],
         "",
     ]
     lines += [f"{name:<16} {value:>8,}  {note}".rstrip() for name, value, note in rows]

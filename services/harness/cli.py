@@ -48,6 +48,9 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         kill_every=args.kill_every,
         redis_restarts=args.redis_restarts,
         timeout=args.timeout,
+        cluster=args.cluster,
+        partitions=args.partitions or (3 if args.cluster else 1),
+        master_kills=args.master_kills,
     )
     result = chaos.run(config, progress=_progress)
     if args.json:
@@ -97,6 +100,21 @@ def register(subparsers: Any) -> None:
         "--kill-every", type=float, default=3.0, help="mean seconds between SIGKILLs"
     )
     chaos.add_argument("--redis-restarts", type=int, default=2)
+    chaos.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run on a local cluster (3 masters, a replica each) in cluster mode; the Redis "
+        "faults are master SIGKILLs (a replica takes over) instead of restarts",
+    )
+    chaos.add_argument(
+        "--partitions",
+        type=_positive,
+        default=None,
+        help="TOPICWATCH_PARTITIONS (default 3 with --cluster, else 1)",
+    )
+    chaos.add_argument(
+        "--master-kills", type=int, default=2, help="with --cluster: masters SIGKILLed mid-run"
+    )
     chaos.add_argument("--timeout", type=float, default=900.0, help="seconds to drain")
     chaos.add_argument("--json", action="store_true", help="print the accounting as JSON")
     chaos.set_defaults(func=cmd_chaos)

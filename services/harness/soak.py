@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import redis
 
+from services.common.connections import sync_client
 from services.common.settings import Settings
 from services.common.streams import GROUP_CLASSIFY, GROUP_INGEST, GROUP_NOTIFY, StreamNames
 from services.harness.articles import generate
@@ -208,7 +209,7 @@ def run(
         settings = Settings()  # what the services run with: every default
         say("starting redis and the services (default settings)...")
         stack.start()
-        client = redis.Redis.from_url(stack.redis_url, socket_timeout=60)
+        client = sync_client(stack.redis_url, socket_timeout=60)
         auditor = None
         try:
             created = subscribe(stack.first("notify").url, receiver.url)

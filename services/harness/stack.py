@@ -1,9 +1,12 @@
 """The real stack for a harness: a private redis-server, service processes, a webhook receiver.
 
 Nothing here is simulated: the server is a real ``redis-server`` (append-only on) in a
-temporary directory on a free port, each service replica is ``topicwatch serve <service>`` in
-its own process on its own port, and the receiver is an HTTP server on loopback. The harness
-kills processes with SIGKILL and stops/starts the server process itself.
+temporary directory on a free port — or, with ``cluster=``, a real cluster of them created by
+the server's own CLI (:mod:`services.common.redis_cluster`) and the services in cluster mode —,
+each service replica is ``topicwatch serve <service>`` in its own process on its own port, and
+the receiver is an HTTP server on loopback. The harness kills processes with SIGKILL and
+stops/starts the server process itself (in a cluster: SIGKILLs a master, and a replica takes
+over).
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+from services.common.connections import sync_client
 from services.common.http import wait_healthy
+from services.common.redis_cluster import LocalCluster
 from services.common.redis_server import RedisServer, free_port
 
 
@@ -79,6 +84,16 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """The cluster a harness runs on: masters, replicas per master, and the partitions
+    (``TOPICWATCH_PARTITIONS``) the services split each stream into."""
+
+    masters: int = 3
+    replicas_per_master: int = 1
+    partitions: int = 3
 
 
 @dataclass
@@ -152,34 +167,56 @@ class Stack:
         *,
         replicas: dict[str, int] | None = None,
         settings_env: dict[str, str] | None = None,
+        cluster: ClusterSpec | None = None,
     ) -> None:
         self.workdir = workdir
+        self.cluster_spec = cluster
         self.redis = RedisServer(data_dir=workdir / "redis", appendonly=True)
+        self.cluster: LocalCluster | None = None
+        if cluster is not None:
+            self.cluster = LocalCluster(
+                data_dir=workdir / "cluster",
+                masters=cluster.masters,
+                replicas_per_master=cluster.replicas_per_master,
+                appendonly=True,
+            )
         self.replica_counts = replicas or {"ingest": 1, "classify": 1, "notify": 1}
         self.settings_env = settings_env or {}
         self.replicas: list[Replica] = []
         self.redis_restarts = 0
+        self.master_kills = 0
 
     @property
     def redis_url(self) -> str:
-        return self.redis.url
+        """``TOPICWATCH_REDIS_URL``: the server's, or every cluster node's, comma-separated."""
+        return self.cluster.url if self.cluster is not None else self.redis.url
+
+    def client(self, **kwargs: Any) -> Any:
+        """A blocking client of the stack's Redis (a cluster client in cluster mode)."""
+        return sync_client(self.redis_url, cluster=self.cluster is not None, **kwargs)
 
     def env(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("TOPICWATCH_")}
         env.update(
             {
-                "TOPICWATCH_REDIS_URL": self.redis.url,
+                "TOPICWATCH_REDIS_URL": self.redis_url,
                 "TOPICWATCH_ALLOW_PRIVATE_WEBHOOKS": "true",  # the receiver is on loopback
                 "TOPICWATCH_LOG_LEVEL": "WARNING",
-                **self.settings_env,
             }
         )
+        if self.cluster_spec is not None:
+            env["TOPICWATCH_REDIS_CLUSTER"] = "true"
+            env["TOPICWATCH_PARTITIONS"] = str(self.cluster_spec.partitions)
+        env.update(self.settings_env)
         return env
 
     def start(self) -> Stack:
         """Start Redis and every replica; on any failure stop what started and say why."""
         try:
-            self.redis.start()
+            if self.cluster is not None:
+                self.cluster.start()
+            else:
+                self.redis.start()
             env = self.env()
             for service, count in self.replica_counts.items():
                 for index in range(1, count + 1):
@@ -210,9 +247,21 @@ class Stack:
                 revived.append(replica.name)
         return revived
 
+    def kill_master(self, key: str) -> tuple[int, int]:
+        """Cluster mode: SIGKILL the master that holds ``key`` now and wait until its replica
+        has taken over (the cluster says ok). Returns (dead port, promoted port)."""
+        if self.cluster is None:
+            raise RuntimeError("kill_master needs a cluster (Stack(cluster=...))")
+        master = self.cluster.node_for_key(key)
+        promoted = self.cluster.kill_master(master)
+        self.master_kills += 1
+        return master.port, promoted.port
+
     def restart_redis(self, down_seconds: float = 1.0) -> None:
         """Stop the server process (SIGTERM: it finishes its append-only file) and start it
         again on the same port and data directory."""
+        if self.cluster is not None:
+            raise RuntimeError("in cluster mode the harness kills masters (kill_master)")
         self.redis.stop()
         time.sleep(down_seconds)
         self.redis.start(timeout=60.0)
@@ -221,6 +270,8 @@ class Stack:
     def stop(self) -> None:
         for replica in self.replicas:
             replica.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
         self.redis.stop()
 
     def logs_tail(self, chars: int = 3000) -> str:

@@ -24,7 +24,7 @@ from services.common.models import ArticleSubmission
 from services.common.openapi import errors, request_body
 from services.common.urls import InvalidURL
 from services.ingest.feed_poller import FeedPoller, FeedRegistry
-from services.ingest.pipeline import IngestPipeline, Outcome, Via, dump_payload, rejected
+from services.ingest.pipeline import IngestPipeline, Input, Outcome, Via, dump_payload, rejected
 from services.ingest.rejected import RejectedStore
 
 #: ``topicwatch publish`` marks its requests so that articles read from files are counted
@@ -191,15 +191,15 @@ def build_router(pipeline: IngestPipeline) -> APIRouter:
                     status_code=413,
                 )
         via: Via = "file" if request.headers.get(VIA_HEADER, "").lower() == "file" else "api"
-        outcomes: list[Outcome] = []
+        # Normalised together and recorded in one Redis round trip (as stream batches are).
+        inputs = [Input(item.value, item.raw, None, item.problem) for item in items]
         try:
-            for item in items:
-                if item.problem is not None:
-                    outcomes.append(await pipeline.reject(item.problem, item.raw, via))
-                else:
-                    outcomes.append(await pipeline.submit(item.value, via, raw=item.raw))
+            recorded = await pipeline.submit_many(inputs, via)
         except RedisError:
-            return _unavailable(outcomes)
+            return _unavailable([])
+        outcomes = [outcome for outcome in recorded if outcome is not None]
+        if len(outcomes) < len(recorded):  # Redis refused some: report the stored prefix
+            return _unavailable(outcomes[: recorded.index(None)])
         results = [outcome.as_json() for outcome in outcomes]
         if all(outcome.status == "rejected" for outcome in outcomes):
             detail = [

@@ -264,12 +264,13 @@ def _is_prose(paragraph: str) -> bool:
     A block of short lines (a menu, a list of links) is prose only if one of its lines is;
     lines averaging a sentence's length are hard-wrapped prose and judged as a whole.
     """
-    if find_dateline(paragraph) is not None:
-        return True
     lines = paragraph.split("\n")
     if _words(paragraph) / len(lines) < MIN_WRAPPED_LINE_WORDS:
-        return any(_is_prose_text(line) for line in lines)
-    return _is_prose_text(paragraph)
+        prose = any(_is_prose_text(line) for line in lines)
+    else:
+        prose = _is_prose_text(paragraph)
+    # A lead with a dateline is prose however short; asked last, as it is the dearest test.
+    return prose or find_dateline(paragraph) is not None
 
 
 def _is_label(line: str) -> bool:
@@ -315,7 +316,7 @@ def strip_chrome(text: str, *, title: str | None = None, source: str | None = No
             line for li, line in enumerate(paragraphs[pi]) if (pi, li) not in pattern_hits
         )
 
-    prose = [pi for pi in range(len(paragraphs)) if remaining(pi) and _is_prose(remaining(pi))]
+    prose = [pi for pi in range(len(paragraphs)) if (rest := remaining(pi)) and _is_prose(rest)]
 
     # The dateline is in the lead: the first prose paragraph.
     if prose:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -67,12 +68,25 @@ class AcceptOnce:
             keys.append(self.names.seen(partition, "url", digest))
         return keys
 
+    def command(self, article: Article) -> tuple[list[str], list[str | int]]:
+        """The script's keys (the article's partition: one slot) and arguments."""
+        keys = [self.names.accepted_in(self.partition_of(article)), *self.keys_for(article)]
+        return keys, [article.id, article.model_dump_json(), self.ttl_seconds, DATA_FIELD]
+
     async def publish(self, article: Article) -> DedupResult:
         """Publish unless seen; raises on Redis errors (the caller answers 503 / retries)."""
-        result = await self._script(
-            keys=[self.names.accepted_in(self.partition_of(article)), *self.keys_for(article)],
-            args=[article.id, article.model_dump_json(), self.ttl_seconds, DATA_FIELD],
-        )
-        accepted, value = int(result[0]), result[1]
+        keys, args = self.command(article)
+        return self.result(article, await self._script(keys=keys, args=args))
+
+    def queue(self, pipe: Any, article: Article) -> None:
+        """Add the script for ``article`` to a pipeline (one round trip for a whole batch);
+        read its reply with :meth:`result`. A ``NoScriptError`` reply (the server lost its
+        script cache) means: :meth:`publish` it, which loads the script."""
+        keys, args = self.command(article)
+        pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+
+    @staticmethod
+    def result(article: Article, reply: Any) -> DedupResult:
+        accepted, value = int(reply[0]), reply[1]
         existing = as_text(value)
         return DedupResult(accepted=bool(accepted), article_id=article.id if accepted else existing)

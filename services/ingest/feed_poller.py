@@ -44,7 +44,7 @@ from services.ingest.feeds import (
     item_to_submission,
     record_poll,
 )
-from services.ingest.pipeline import IngestPipeline, dump_payload
+from services.ingest.pipeline import IngestPipeline, Input, dump_payload
 
 log = logging.getLogger(__name__)
 
@@ -305,14 +305,24 @@ class FeedPoller:
                 seen = await self.registry.already_seen(
                     url, [item.key for item in fetch.feed.items], now
                 )
+                fresh = []
                 for item in reversed(fetch.feed.items):  # oldest first
-                    if item.key in seen:
-                        continue
-                    payload = item_to_submission(item, feed_url=url, feed_title=fetch.feed.title)
-                    await self.pipeline.submit(payload, "feed", raw=dump_payload(payload))
-                    await self.registry.mark_seen(url, item.key, now)
-                    seen.add(item.key)
-                    new_items += 1
+                    if item.key not in seen:
+                        seen.add(item.key)
+                        fresh.append(item)
+                payloads = [
+                    item_to_submission(item, feed_url=url, feed_title=fetch.feed.title)
+                    for item in fresh
+                ]
+                # Normalised together, recorded in one round trip; an item is marked seen only
+                # once its outcome is stored (one Redis refused is fetched and tried again).
+                outcomes = await self.pipeline.submit_many(
+                    [Input(payload, dump_payload(payload)) for payload in payloads], "feed"
+                )
+                for item, outcome in zip(fresh, outcomes, strict=True):
+                    if outcome is not None:
+                        await self.registry.mark_seen(url, item.key, now)
+                        new_items += 1
                 await self.registry.forget_old(url, now)
             self.metrics.polls_total.labels(fetch.outcome).inc()
             # Re-read: the counters must add to what is stored, not to a stale copy.

@@ -177,7 +177,11 @@ class FastLangid:
         starts = np.flatnonzero(np.concatenate(([True], group[1:] != group[:-1])))
         counts = np.diff(np.append(starts, len(keys)))
         first = keys[starts] & ((1 << shift) - 1)
-        order = np.argsort(first)  # samples in turn, features by first sight
+        # Samples in turn, features by first sight: order by first position, which are
+        # distinct positions, so placing each at its position sorts them without a sort.
+        at_position = np.full(len(keys), -1, dtype=np.int64)
+        at_position[first] = np.arange(len(first))
+        order = at_position[at_position >= 0]
         distinct, counts = group[starts][order], counts[order]
         sample = distinct // len(self.output)
         bounds = np.searchsorted(sample, np.arange(len(samples) + 1))
@@ -185,8 +189,8 @@ class FastLangid:
 
     def classify_many(self, texts: list[str]) -> list[tuple[str, float]]:
         """(language, normalised probability) of each text, as py3langid's ``classify``."""
-        if not texts:
-            return []
+        if len(texts) < 2:
+            return [self.classify(text) for text in texts]
         if not self.vectorised:
             return [
                 (str(language), float(confidence))
@@ -195,8 +199,11 @@ class FastLangid:
         samples = [self.identifier._encode(text) for text in texts]
         _, starts, features, counts = self._counts(samples)
         weights = np.log1p(counts.astype(np.float32))
-        # Each distinct feature's float32 row once for the whole batch.
-        needed, where = np.unique(features, return_inverse=True)
+        # Each distinct feature's float32 row once for the whole batch (marked, not sorted).
+        used = np.zeros(len(self.table_bits), dtype=np.bool_)
+        used[features] = True
+        needed = np.flatnonzero(used)
+        where = (np.cumsum(used) - 1)[features]
         rows = self.half_to_single[self.table_bits[needed]]
         scores = np.zeros((len(samples), len(self.classes)), dtype=np.float32)
         bounds = starts.tolist()
@@ -219,8 +226,34 @@ class FastLangid:
         ]
 
     def classify(self, text: str) -> tuple[str, float]:
-        """(language, normalised probability), exactly as py3langid's ``classify`` answers."""
-        return self.classify_many([text])[0]
+        """(language, normalised probability), exactly as py3langid's ``classify`` answers.
+
+        For one text numpy's per-call cost outweighs the vectorised walk, so this walks the
+        way py3langid does and only scores through the lookup table.
+        """
+        if not self.vectorised:
+            language, confidence = self.identifier.classify(text)
+            return str(language), float(confidence)
+        from py3langid.langid import visit_counts
+
+        ident = self.identifier
+        data = ident._encode(text)
+        visits = visit_counts(ident.tk_nextmove, ident._rowbase, ident.tk_output, data) or {}
+        features = np.fromiter(visits.keys(), dtype=np.int64, count=len(visits))
+        counts = np.fromiter(visits.values(), dtype=np.float32, count=len(visits))
+        if len(features):
+            rows = self.half_to_single[self.table_bits[features]]
+            scores = np.log1p(counts) @ rows + self.prior
+        else:
+            scores = np.zeros(len(self.classes), dtype=np.float32)
+        scores *= 1.0 / math.sqrt(len(data) or 1)
+        np.exp(scores - scores.max(), out=scores)
+        scores /= scores.sum()
+        for i, j in self.alias_pairs:
+            scores[i] += scores[j]
+            scores[j] = 0.0
+        best = int(scores.argmax())
+        return self.classes[best], float(scores[best])
 
 
 def _uint(values: Any) -> np.dtype[Any]:

@@ -13,14 +13,16 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import ValidationError
+from redis.exceptions import NoScriptError, RedisError
 
-from services.common.models import ArticleSubmission, FieldError, Rejection
+from services.common.models import Article, ArticleSubmission, FieldError, Rejection
 from services.common.settings import Settings
 from services.common.streams import StreamNames, encode
 from services.common.submission import (
@@ -30,7 +32,11 @@ from services.common.submission import (
     without_bad_fields,
 )
 from services.ingest.dedup import AcceptOnce
-from services.ingest.normalize import NormalizationError, normalize_submission
+from services.ingest.normalize import (
+    NormalizationError,
+    normalize_submission,
+    normalize_submissions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +72,18 @@ class Outcome:
         if self.errors:
             out["errors"] = [e.model_dump() for e in self.errors]
         return out
+
+
+@dataclass(slots=True)
+class Input:
+    """One input of a batch: its decoded payload, or the rejection decided before decoding."""
+
+    payload: Any
+    raw: str
+    """The payload as received (kept in a rejection)."""
+    entry_id: str | None = None
+    outcome: Outcome | None = None
+    """Set when the input was refused before it could be validated (not JSON, say)."""
 
 
 def rejected(reason: str, field_name: str, message: str) -> Outcome:
@@ -220,22 +238,96 @@ class IngestPipeline:
             return await self.reject(outcome, raw or _submission_json(submission), via, entry_id)
         except Exception as exc:  # a bug must not lose the article: reject it with the reason
             log.exception("normalising an article failed")
-            outcome = rejected(
-                f"could not be normalised (internal error: {type(exc).__name__}); "
-                "retry with `topicwatch rejected retry` once fixed",
-                "(article)",
-                "internal error",
-            )
+            outcome = _internal_error(exc)
             return await self.reject(outcome, raw or _submission_json(submission), via, entry_id)
         result = await self.accept_once.publish(article)
         status: Status = "accepted" if result.accepted else "duplicate"
         self.metrics.articles_total.labels(via, status).inc()
         return Outcome(status=status, id=article.id, duplicate_of=result.article_id)
 
+    async def submit_many(self, inputs: Sequence[Input], via: Via) -> list[Outcome | None]:
+        """``submit`` for a batch: the same outcomes, for less CPU and one Redis round trip.
+
+        The articles are normalised together (one language-detection run, in a worker thread
+        so the event loop stays responsive), then every accept-once script and rejection goes
+        to Redis in one pipeline. Each input's outcome is returned in order, or ``None`` when
+        Redis refused to record that one (it must not be acknowledged; it is retried alone).
+        Raises ``RedisError`` when the round trip itself failed: nothing may be acknowledged
+        then (a retry finds what was published meanwhile a duplicate: never published twice).
+        """
+        outcomes: list[Outcome | None] = [None] * len(inputs)
+        rejections: list[tuple[int, Outcome, str]] = []
+        valid: list[tuple[int, ArticleSubmission]] = []
+        for i, item in enumerate(inputs):
+            if item.outcome is not None:
+                rejections.append((i, item.outcome, item.raw))
+                continue
+            checked = self.validate(item.payload)
+            if isinstance(checked, Outcome):
+                rejections.append((i, await self._every_problem(item.payload, checked), item.raw))
+            else:
+                valid.append((i, checked))
+        normalised = await asyncio.to_thread(
+            normalize_submissions, [submission for _, submission in valid], received_via=via
+        )
+        articles: list[tuple[int, Article]] = []
+        for (i, submission), result in zip(valid, normalised, strict=True):
+            if isinstance(result, Article):
+                articles.append((i, result))
+                continue
+            raw = inputs[i].raw or _submission_json(submission)
+            if isinstance(result, NormalizationError):
+                outcome = Outcome(
+                    status="rejected",
+                    reason=f"invalid article: {result.reason}",
+                    errors=result.errors,
+                )
+            else:  # a bug must not lose the article: reject it with the reason
+                log.error("normalising an article failed", exc_info=result)
+                outcome = _internal_error(result)
+            rejections.append((i, outcome, raw))
+
+        pipe = self.client.pipeline(transaction=False)
+        for i, outcome, raw in rejections:
+            self._queue_rejection(pipe, outcome, raw, via, inputs[i].entry_id)
+        for _, article in articles:
+            self.accept_once.queue(pipe, article)
+        replies = await pipe.execute(raise_on_error=False)
+
+        for (i, outcome, _), reply in zip(rejections, replies, strict=False):
+            if isinstance(reply, Exception):
+                log.warning("ingest: Redis refused a rejection record, will retry: %s", reply)
+                continue
+            self.metrics.articles_total.labels(via, "rejected").inc()
+            outcomes[i] = outcome
+        for (i, article), reply in zip(articles, replies[len(rejections) :], strict=True):
+            try:
+                if isinstance(reply, NoScriptError):  # the server lost its script cache
+                    dedup = await self.accept_once.publish(article)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    dedup = AcceptOnce.result(article, reply)
+            except RedisError as exc:
+                log.warning("ingest: Redis refused article %s, will retry: %s", article.id, exc)
+                continue
+            status: Status = "accepted" if dedup.accepted else "duplicate"
+            self.metrics.articles_total.labels(via, status).inc()
+            outcomes[i] = Outcome(status=status, id=article.id, duplicate_of=dedup.article_id)
+        return outcomes
+
     async def reject(
         self, outcome: Outcome, raw: str, via: Via, entry_id: str | None = None
     ) -> Outcome:
         """Record a rejection (with the original payload) where `topicwatch rejected` lists it."""
+        await self._queue_rejection(self.client, outcome, raw, via, entry_id)
+        self.metrics.articles_total.labels(via, "rejected").inc()
+        return outcome
+
+    def _queue_rejection(
+        self, client: Any, outcome: Outcome, raw: str, via: Via, entry_id: str | None
+    ) -> Any:
+        """XADD the rejection record on ``client`` (a connection: awaitable; a pipeline: queued)."""
         rejection = Rejection(
             reason=outcome.reason or "rejected",
             errors=outcome.errors,
@@ -243,14 +335,21 @@ class IngestPipeline:
             received_via=via,
             source_entry_id=entry_id,
         )
-        await self.client.xadd(
+        return client.xadd(
             self.names.rejected,
             encode(rejection),
             maxlen=REJECTED_MAXLEN,
             approximate=True,
         )
-        self.metrics.articles_total.labels(via, "rejected").inc()
-        return outcome
+
+
+def _internal_error(exc: BaseException) -> Outcome:
+    return rejected(
+        f"could not be normalised (internal error: {type(exc).__name__}); "
+        "retry with `topicwatch rejected retry` once fixed",
+        "(article)",
+        "internal error",
+    )
 
 
 def _invalid(errors: list[FieldError]) -> Outcome:

@@ -35,6 +35,7 @@ _QUOTES = str.maketrans(
     }
 )
 _LINE_BREAKS = re.compile("\r\n|[\r\x85\u2028\u2029\x0b\x0c]")
+_NOT_ALNUM = re.compile(r"[\W_]+")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 #: Every character the removal steps of ``clean_text`` act on (tab included): text without
 #: any of them passes those steps unchanged, which one scan can tell.
@@ -90,4 +91,5 @@ def clean_line(text: str) -> str:
 
 def fold(text: str) -> str:
     """A comparison key: case-folded letters and digits only ("S-400 – Ankara" ~ "s400ankara")."""
-    return "".join(ch for ch in clean_text(text).casefold() if ch.isalnum())
+    # [\W_] is exactly "not str.isalnum()": \w is isalnum() plus "_".
+    return _NOT_ALNUM.sub("", clean_text(text).casefold())

@@ -30,6 +30,7 @@ retry budget.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -45,6 +46,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from services.common.models import Alert, utcnow
 from services.common.streams import DATA_FIELD, StreamNames, as_text
 from services.notify.alerts import ALERT_TTL_SECONDS, AlertKeys, QueueItem
+from services.notify.batching import CommandBatcher, PipelineLike, eval_script
 from services.notify.channels.base import (
     Channel,
     DeliveryOutcome,
@@ -61,6 +63,7 @@ from services.notify.schedule import (
     RateLimit,
     Silence,
     plan,
+    plan_lookahead,
     system_clock,
     window_bounds,
 )
@@ -75,22 +78,56 @@ for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
 return ids
 """
 
-# Pop the notification's alerts off the head of the queue (they are always a prefix: new
-# alerts and replays are appended at the tail) and forget the in-flight record, atomically.
-_COMPLETE = """
-for i = 1, #ARGV do
-  if redis.call('LINDEX', KEYS[1], 0) == ARGV[i] then redis.call('LPOP', KEYS[1]) end
-end
-redis.call('DEL', KEYS[2])
-return 1
-"""
-
 # Unschedule a subscription only when its queue is empty: an alert queued meanwhile keeps it.
 _FINISH = """
 if redis.call('LLEN', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) return 1 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 0
 """
+
+# Append one attempt to a notification's log and keep the log as long as the alert.
+_RECORD = """
+local n = redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return n
+"""
+
+# After a send: append the attempt to the log (if any), pop the notification's alerts off the
+# head of the queue (they are always a prefix: new alerts and replays are appended at the
+# tail) and forget the in-flight record, extend the lease (if given), and return the new
+# queue head: everything between two sends of one subscription, atomically, in one call.
+# KEYS: attempts log, queue, in-flight, due. ARGV: attempt JSON or '', log TTL, lease score
+# or '', subscription id, LRANGE stop, then the notification's queue members.
+_ADVANCE = """
+if ARGV[1] ~= '' then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+for i = 6, #ARGV do
+  if redis.call('LINDEX', KEYS[2], 0) == ARGV[i] then redis.call('LPOP', KEYS[2]) end
+end
+redis.call('DEL', KEYS[3])
+if ARGV[3] ~= '' then redis.call('ZADD', KEYS[4], 'XX', ARGV[3], ARGV[4]) end
+return redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[5]))
+"""
+
+# Store the chosen notification as in flight and return its alerts' records.
+# KEYS: in-flight, then the alerts (one subscription's). ARGV: the in-flight JSON.
+_START = """
+redis.call('SET', KEYS[1], ARGV[1])
+return redis.call('MGET', unpack(KEYS, 2))
+"""
+
+# Count an alert sent immediately in a rate-limit window (the key expires after the window).
+_COUNT = """
+local n = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return n
+"""
+
+#: Subscriptions one process drains at once. Enough to keep a core busy while receivers
+#: answer; few enough that a second notify process finds due subscriptions to claim.
+MAX_ACTIVE = 128
 
 CHANNELS = ("webhook", "email")
 OUTCOMES = ("delivered", "retryable", "permanent", "gone")
@@ -238,6 +275,19 @@ class InFlight:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """A subscription's delivery state, read in one batched group."""
+
+    version: int
+    flight: InFlight | None
+    items: list[QueueItem]
+    #: Queue entries asked for: when ``len(items)`` reaches it, there may be more.
+    lookahead: int
+    #: The subscription's document, when it was asked for (the first load of a drain).
+    subscription: bytes | None = None
+
+
 class DeliveryWorker:
     def __init__(
         self,
@@ -252,6 +302,7 @@ class DeliveryWorker:
         lease_seconds: float = 120.0,
         poll_seconds: float = 0.05,
         claim_batch: int = 50,
+        max_active: int = MAX_ACTIVE,
         max_digest: int = MAX_DIGEST_ALERTS,
         rng: random.Random | None = None,
         shards: Sequence[int] | None = None,
@@ -267,14 +318,14 @@ class DeliveryWorker:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.claim_batch = claim_batch
+        self.max_active = max_active
         self.max_digest = max_digest
         self.rng = rng
         #: The subscription shards this process delivers for (all by default; a replica
         #: given a share of the partitions serves the same share of shards).
         self.shards = list(range(names.partitions)) if shards is None else list(shards)
-        self._claim = client.register_script(_CLAIM)
-        self._complete = client.register_script(_COMPLETE)
-        self._finish = client.register_script(_FINISH)
+        self._next_shard = 0
+        self.batcher = CommandBatcher(client)
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
 
@@ -286,13 +337,18 @@ class DeliveryWorker:
         self._wake.set()
 
     async def run(self) -> None:
-        """Deliver for as long as the process lives; one task per due subscription."""
+        """Deliver for as long as the process lives; one task per due subscription.
+
+        At most ``max_active`` subscriptions at once: claiming every due subscription would
+        lease them all to this process and leave nothing for a second notify process to do.
+        """
         try:
             while True:
-                claimed = await self.claim()
-                for sid in claimed:
-                    task = asyncio.create_task(self._drain_guarded(sid), name=f"deliver:{sid}")
-                    self._inflight[sid] = task
+                if len(self._inflight) < self.max_active:
+                    claimed = await self.claim(self.max_active - len(self._inflight))
+                    for sid in claimed:
+                        task = asyncio.create_task(self._drain_guarded(sid), name=f"deliver:{sid}")
+                        self._inflight[sid] = task
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
@@ -303,16 +359,25 @@ class DeliveryWorker:
                 task.cancel()
             await asyncio.gather(*self._inflight.values(), return_exceptions=True)
 
-    async def claim(self) -> list[str]:
-        """Subscriptions due now that this process is not already draining (leased to us)."""
+    async def claim(self, limit: int | None = None) -> list[str]:
+        """Subscriptions due now that this process is not already draining (leased to us):
+        at most ``limit`` (default ``claim_batch``), from the shards in turn."""
         now = self.now()
-        raw = []
-        for shard in self.shards:  # one due set per shard, each in its own slot
-            raw += await self._claim(
-                keys=[self.keys.due_in(shard)],
-                args=[now, now + self.lease_seconds, self.claim_batch],
+        count = self.claim_batch if limit is None else max(0, min(limit, self.claim_batch))
+        sids: list[str] = []
+        # One due set per shard, each in its own slot; start at a different one each time so
+        # that a busy first shard does not starve the others.
+        start = self._next_shard
+        self._next_shard = (start + 1) % len(self.shards) if self.shards else 0
+        for i in range(len(self.shards)):
+            if len(sids) >= count:
+                break
+            key = self.keys.due_in(self.shards[(start + i) % len(self.shards)])
+            args = [now, now + self.lease_seconds, count - len(sids)]
+            [raw] = await self.batcher.run(
+                functools.partial(eval_script, source=_CLAIM, keys=[key], args=args)
             )
-        sids = [as_text(s) for s in raw]
+            sids += [as_text(s) for s in raw]
         return [sid for sid in sids if sid not in self._inflight]
 
     async def tick(self) -> int:
@@ -329,34 +394,56 @@ class DeliveryWorker:
             log.exception("delivery for %s failed; retrying after the lease", sid)
         finally:
             self._inflight.pop(sid, None)
+            self._wake.set()  # a place is free: claim more now rather than at the next poll
 
     # --- one subscription ------------------------------------------------------------------
 
     async def drain(self, sid: str) -> None:
-        """Send this subscription's queued alerts in order until it is empty or must wait."""
+        """Send this subscription's queued alerts in order until it is empty or must wait.
+
+        Each step is one batched group of Redis commands (``batching.py``): load (version,
+        in-flight record, queue head), plan + store the flight + read its alerts, and after a
+        delivery record + complete + renew the lease + load the next state. With hundreds of
+        subscriptions draining at once, each group shares its round trip with the others'.
+        """
         subscription: Subscription | None = None
+        policy: DeliveryPolicy | None = None
         seen_version: int | None = None
+        state = await self._load(sid, self.max_digest + 1, with_subscription=True)
+        subscription = self.store.parse(state.subscription)
         while True:
-            # Parse the subscription again only when some process changed one (a cheap GET).
-            version = await self.store.version()
-            if version != seen_version:
-                subscription = await self.store.get(sid)
-                seen_version = version
-            flight = await self._load_inflight(sid)
+            # Parse the subscription again only when some process changed one (a cheap GET
+            # in every load group).
+            if state.version != seen_version:
+                if seen_version is not None:
+                    subscription = await self.store.get(sid)
+                seen_version = state.version
+                usable = subscription is not None and not subscription.disabled
+                policy = policy_for(subscription) if usable and subscription else None
+                wanted = plan_lookahead(policy, self.max_digest)
+                if (
+                    state.flight is None
+                    and wanted > state.lookahead
+                    and len(state.items) >= state.lookahead
+                ):
+                    state = await self._load(sid, wanted)
+            lookahead = plan_lookahead(policy, self.max_digest)
+            flight = state.flight
             if flight is None:
-                flight, wait_until = await self._plan(sid, subscription)
+                flight, wait_until, raws = await self._plan_and_fetch(
+                    sid, subscription, state.items, policy
+                )
                 if flight is None:
                     if wait_until is None:
-                        await self._finish(
-                            keys=[self.keys.queue(sid), self.keys.due_for(sid)],
-                            args=[sid, self.now()],
-                        )
+                        await self._finish(sid)
                     else:
                         await self.client.zadd(self.keys.due_for(sid), {sid: wait_until}, xx=True)
                     return
-            alerts = [a for a in await self._alerts(flight.alert_ids, sid) if a is not None]
+            else:
+                raws = await self._alert_raws(flight.alert_ids, sid)
+            alerts = [Alert.model_validate_json(raw) for raw in raws if raw]
             if not alerts:  # records expired: nothing left to send
-                await self._complete_flight(sid, flight)
+                state = await self._advance(sid, flight, lookahead)
                 continue
             if subscription is None or subscription.disabled:
                 why = (
@@ -365,11 +452,11 @@ class DeliveryWorker:
                     else f"subscription disabled: {subscription.disabled_reason or ''}"
                 )
                 await self._dead_letter(flight, alerts, "none", why)
-                await self._complete_flight(sid, flight)
+                state = await self._advance(sid, flight, lookahead)
                 continue
             destination = destination_of(subscription, self.clock())
             if destination is None:  # history / live stream only: nothing to send
-                await self._complete_flight(sid, flight)
+                state = await self._advance(sid, flight, lookahead)
                 continue
             channel = self.channels.get(destination.kind)
             if flight.digest:
@@ -387,13 +474,12 @@ class DeliveryWorker:
                     time.perf_counter() - started
                 )
             kind = destination.kind
-            attempts = await self._record(flight.id, outcome, sid)
             self.metrics.attempts_total.labels(kind, outcome.status.value).inc()
             if outcome.status is OutcomeStatus.DELIVERED:
+                state = await self._advance(sid, flight, lookahead, outcome)
                 self._observe_end_to_end(kind, flight.digest, alerts)
-                await self._complete_flight(sid, flight)
-                await self._renew(sid)
                 continue
+            attempts = await self._record(flight.id, outcome, sid)
             if outcome.status is OutcomeStatus.RETRYABLE:
                 delay = self.policy.next_delay(attempts, outcome.retry_after, self.rng)
                 if delay is not None:
@@ -407,12 +493,14 @@ class DeliveryWorker:
                 if await self.disable(sid, destination.address, why) == "moved":
                     # The owner pointed the subscription elsewhere while this was sent: the
                     # old endpoint being gone says nothing about the new one. Send it there.
+                    state = await self._load(sid, lookahead)
                     seen_version = None
+                    subscription = await self.store.get(sid)
                     continue
                 await self._dead_letter(flight, alerts, kind, why)
             else:
                 await self._dead_letter(flight, alerts, kind, f"permanent: {outcome.reason}")
-            await self._complete_flight(sid, flight)
+            state = await self._advance(sid, flight, lookahead)
 
     def _observe_end_to_end(self, channel: str, digest: bool, alerts: Sequence[Alert]) -> None:
         """Ingested -> delivered, once per alert (alerts from before ingested_at: skipped)."""
@@ -450,14 +538,26 @@ class DeliveryWorker:
         """Choose the next notification (stored as in flight) or the time to look again."""
         raw = await self.client.lrange(self.keys.queue(sid), 0, self.max_digest)
         items = [QueueItem.parse(r) for r in raw]
+        usable = subscription is not None and not subscription.disabled
+        policy = policy_for(subscription) if usable and subscription else None
+        flight, wait_until, _ = await self._plan_and_fetch(sid, subscription, items, policy)
+        return flight, wait_until
+
+    async def _plan_and_fetch(
+        self,
+        sid: str,
+        subscription: Subscription | None,
+        items: Sequence[QueueItem],
+        policy: DeliveryPolicy | None,
+    ) -> tuple[InFlight | None, float | None, list[bytes | None]]:
+        """Plan from the queue head ``items``; a chosen notification is stored as in flight
+        and its alerts are read in the same group. Returns (flight, wait until, alerts)."""
         if not items:
-            return None, None
-        now = self.clock()
-        if subscription is None or subscription.disabled:
+            return None, None, []
+        if subscription is None or subscription.disabled or policy is None:
             # Nothing to plan for: take the head alone, to be dead-lettered with the reason.
-            head = items[0]
-            return await self._store_inflight(sid, [head], False, "immediate"), None
-        policy = policy_for(subscription)
+            return await self._store_and_fetch(sid, items[:1], False, "immediate")
+        now = self.clock()
         sent = 0
         sent_key = None
         limit = policy.rate_limit
@@ -468,22 +568,27 @@ class DeliveryWorker:
         queued = [Queued(item.alert_id, item.enqueued_at) for item in items]
         decision = plan(policy, now, queued, sent, self.max_digest)
         if decision.wait_until is not None:
-            return None, decision.wait_until.timestamp()
+            return None, decision.wait_until.timestamp(), []
         chosen = items[: len(decision.alert_ids)]
+        count_sent = None
         if sent_key is not None and limit is not None and decision.reason == "immediate":
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.incr(sent_key)
-                pipe.expire(sent_key, limit.window_minutes * 120)
-                await pipe.execute()
-        flight = await self._store_inflight(sid, chosen, decision.digest, decision.reason)
+            count_sent = (sent_key, limit.window_minutes * 120)
         self.metrics.notifications_total.labels(
             "digest" if decision.digest else "alert", decision.reason
         ).inc()
-        return flight, None
+        return await self._store_and_fetch(
+            sid, chosen, decision.digest, decision.reason, count_sent
+        )
 
-    async def _store_inflight(
-        self, sid: str, items: Sequence[QueueItem], digest: bool, reason: str
-    ) -> InFlight:
+    async def _store_and_fetch(
+        self,
+        sid: str,
+        items: Sequence[QueueItem],
+        digest: bool,
+        reason: str,
+        count_sent: tuple[str, int] | None = None,
+    ) -> tuple[InFlight, None, list[bytes | None]]:
+        """Store the notification of ``items`` as in flight and read its alerts (one group)."""
         alert_ids = tuple(item.alert_id for item in items)
         if digest:
             notification_id = Notification.batch(
@@ -494,38 +599,100 @@ class DeliveryWorker:
         flight = InFlight(
             notification_id, tuple(item.member for item in items), alert_ids, digest, reason
         )
-        await self.client.set(self.keys.inflight(sid), flight.dumps())
-        return flight
+        keys = [self.keys.inflight(sid), *(self.keys.alert(a, sid) for a in alert_ids)]
 
-    async def _load_inflight(self, sid: str) -> InFlight | None:
-        raw = await self.client.get(self.keys.inflight(sid))
-        return InFlight.loads(raw) if raw else None
+        def fill(pipe: PipelineLike) -> None:
+            if count_sent is not None:
+                eval_script(pipe, _COUNT, [count_sent[0]], [count_sent[1]])
+            eval_script(pipe, _START, keys, [flight.dumps()])
 
-    async def _complete_flight(self, sid: str, flight: InFlight) -> None:
-        await self._complete(
-            keys=[self.keys.queue(sid), self.keys.inflight(sid)], args=list(flight.members)
+        results = await self.batcher.run(fill)
+        return flight, None, list(results[-1])
+
+    async def _alert_raws(self, alert_ids: Sequence[str], sid: str) -> list[bytes | None]:
+        keys = [self.keys.alert(a, sid) for a in alert_ids]
+
+        def fill(pipe: PipelineLike) -> None:
+            for key in keys:
+                pipe.get(key)
+
+        return await self.batcher.run(fill) if keys else []
+
+    # --- batched groups: each touches one subscription's keys (and the due set) -------------
+
+    def _add_load(
+        self, pipe: PipelineLike, sid: str, lookahead: int, with_subscription: bool
+    ) -> None:
+        pipe.get(self.store.version_key)
+        pipe.get(self.keys.inflight(sid))
+        pipe.lrange(self.keys.queue(sid), 0, lookahead - 1)
+        if with_subscription:
+            pipe.get(self.store.key(sid))
+
+    @staticmethod
+    def _loaded(results: Sequence[Any], lookahead: int) -> _Loaded:
+        version, flight, queue = results[0], results[1], results[2]
+        return _Loaded(
+            int(version or 0),
+            InFlight.loads(flight) if flight else None,
+            [QueueItem.parse(r) for r in queue],
+            lookahead,
+            results[3] if len(results) > 3 else None,
         )
 
-    async def _renew(self, sid: str) -> None:
-        """Extend our lease while a long queue drains, so no other worker takes it over."""
-        due = self.keys.due_for(sid)
-        await self.client.zadd(due, {sid: self.now() + self.lease_seconds}, xx=True)
+    async def _load(self, sid: str, lookahead: int, *, with_subscription: bool = False) -> _Loaded:
+        results = await self.batcher.run(
+            lambda pipe: self._add_load(pipe, sid, lookahead, with_subscription)
+        )
+        return self._loaded(results, lookahead)
 
-    async def _alerts(self, alert_ids: Sequence[str], sid: str | None = None) -> list[Alert | None]:
-        if not alert_ids:
-            return []
-        raws = await self.client.mget([self.keys.alert(a, sid) for a in alert_ids])
-        return [Alert.model_validate_json(raw) if raw else None for raw in raws]
+    async def _finish(self, sid: str) -> None:
+        """Unschedule ``sid`` if its queue is empty, else leave it due (``_FINISH``)."""
+        keys = [self.keys.queue(sid), self.keys.due_for(sid)]
+        now = self.now()
+        await self.batcher.run(lambda pipe: eval_script(pipe, _FINISH, keys, [sid, now]))
+
+    async def _advance(
+        self, sid: str, flight: InFlight, lookahead: int, outcome: DeliveryOutcome | None = None
+    ) -> _Loaded:
+        """Complete ``flight`` and load the next state, in one group (``_ADVANCE``, and the
+        store's version beside it). With ``outcome`` (a delivery) the attempt is recorded and
+        our lease extended in the same script: one shared round trip between two sends."""
+        keys = [
+            self.keys.attempts(flight.id, sid),
+            self.keys.queue(sid),
+            self.keys.inflight(sid),
+            self.keys.due_for(sid),
+        ]
+        args: list[Any] = [
+            self._attempt_entry(outcome) if outcome is not None else "",
+            ALERT_TTL_SECONDS,
+            # Extend our lease while a long queue drains, so no other worker takes it over.
+            self.now() + self.lease_seconds if outcome is not None else "",
+            sid,
+            lookahead - 1,
+            *flight.members,
+        ]
+
+        def fill(pipe: PipelineLike) -> None:
+            eval_script(pipe, _ADVANCE, keys, args)
+            pipe.get(self.store.version_key)
+
+        queue, version = await self.batcher.run(fill)
+        return _Loaded(int(version or 0), None, [QueueItem.parse(r) for r in queue], lookahead)
+
+    def _attempt_entry(self, outcome: DeliveryOutcome) -> str:
+        return json.dumps({"at": self.clock().isoformat(), **outcome.to_dict()})
 
     async def _record(
         self, notification_id: str, outcome: DeliveryOutcome, sid: str | None = None
     ) -> int:
-        entry = {"at": self.clock().isoformat(), **outcome.to_dict()}
+        """Append to the notification's attempt log; returns how many attempts it has."""
+        record = self._attempt_entry(outcome)
         key = self.keys.attempts(notification_id, sid)
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, json.dumps(entry))
-            pipe.expire(key, ALERT_TTL_SECONDS)
-            count, _ = await pipe.execute()
+        [count] = await self.batcher.run(
+            lambda pipe: eval_script(pipe, _RECORD, [key], [record, ALERT_TTL_SECONDS])
+        )
         return int(count)
 
     async def attempts(self, notification_id: str, sid: str | None = None) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from services.common.models import ClassifiedArticle, Entity
-from services.notify.query import Document, Query, parse, tokenize
+from services.notify.query import Document, Query, keyset, parse, tokenize
 
 #: Presearch key namespaces. Query words are used bare: tokens are letters and digits only,
 #: so they can never collide with a key containing ":".
@@ -140,21 +140,21 @@ class CompiledFilter:
         clauses: list[frozenset[str]] = []
         if f.topics and f.min_score is not None:
             bucket = score_bucket(f.min_score)
-            clauses.append(frozenset(f"t{bucket}:{t}" for t in f.topics))
+            clauses.append(keyset(f"t{bucket}:{t}" for t in f.topics))
         elif f.topics:
-            clauses.append(frozenset(TOPIC_KEY + t for t in f.topics))
+            clauses.append(keyset(TOPIC_KEY + t for t in f.topics))
         elif f.min_score is not None:
-            clauses.append(frozenset((f"{MIN_SCORE_KEY}{score_bucket(f.min_score)}",)))
+            clauses.append(keyset((f"{MIN_SCORE_KEY}{score_bucket(f.min_score)}",)))
         if f.entity_keys:
             keys = [ENTITY_KEY + k for k in f.entity_keys]
             if f.entities_all:
-                clauses.extend(frozenset((k,)) for k in keys)
+                clauses.extend(keyset((k,)) for k in keys)
             else:
-                clauses.append(frozenset(keys))
+                clauses.append(keyset(keys))
         if f.source_keys:
-            clauses.append(frozenset(SOURCE_KEY + k for k in f.source_keys))
+            clauses.append(keyset(SOURCE_KEY + k for k in f.source_keys))
         if f.languages:
-            clauses.append(frozenset(LANGUAGE_KEY + code for code in f.languages))
+            clauses.append(keyset(LANGUAGE_KEY + code for code in f.languages))
         if f.query is not None:
             clauses.extend(f.query.clauses)
         return clauses
@@ -174,7 +174,7 @@ class CompiledFilter:
         condition, and ``rest`` runs the compiled query).
         """
         clauses = self.presearch_clauses()
-        absent: frozenset[str] = frozenset()
+        absent: frozenset[str] = keyset()
         rests: list[Callable[[PreparedArticle], bool]] = []
         topics, floor = self.topics, self.min_score
         if floor is not None and topics:
@@ -274,10 +274,10 @@ def _compile_filter(key: FilterKey) -> CompiledFilter:
     disabled, topics, min_score, languages, sources, entities, entities_all, query = key
     compiled = CompiledFilter(
         disabled=disabled,
-        topics=frozenset(topics),
+        topics=keyset(topics),
         min_score=min_score,
-        languages=frozenset(languages),
-        source_keys=frozenset(sources),
+        languages=keyset(languages),
+        source_keys=keyset(sources),
         entity_keys=entities,
         entities_all=entities_all,
         query=parse(query) if query else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Sequence
 
 from services.notify.percolator import Percolator
@@ -32,7 +33,8 @@ class SubscriptionIndex:
     subscriptions take seconds of CPU to validate and index. So the fresh index is built
     aside, read in chunks and filled in a worker thread (pure Python and pydantic, which
     give the GIL back to the loop every few milliseconds), and swapped in at once; until
-    then the articles wait for it and everything else keeps being answered.
+    then the articles wait for it and everything else keeps being answered. The garbage
+    collector is kept from walking the index (see ``_refresh``).
     """
 
     def __init__(self, store: SubscriptionStore, percolator: Percolator) -> None:
@@ -71,11 +73,23 @@ class SubscriptionIndex:
         # (again: applying a change is idempotent) on the next look.
         version, position = await self.store.position()
         fresh = Percolator()
-        ids = await self.store.ids()
-        for start in range(0, len(ids), REBUILD_CHUNK):
-            documents = await self.store.documents(ids[start : start + REBUILD_CHUNK])
-            await asyncio.to_thread(add_documents, fresh, documents)
-        self.percolator.replace_with(fresh)
+        # The cyclic collector is paused for the whole rebuild, and what is alive once the
+        # index is swapped in is frozen (moved out of its sight): a full collection walks
+        # every tracked object while holding the GIL, which with the index growing meant
+        # loop stalls of 0.3-1.6 s during a 20,000-subscription rebuild (measured), and with
+        # 100,000 subscriptions alive, a stall at every full collection afterwards.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            ids = await self.store.ids()
+            for start in range(0, len(ids), REBUILD_CHUNK):
+                documents = await self.store.documents(ids[start : start + REBUILD_CHUNK])
+                await asyncio.to_thread(add_documents, fresh, documents)
+            self.percolator.replace_with(fresh)
+        finally:
+            if was_enabled:
+                gc.enable()
+        gc.freeze()
         self.version, self.position = version, position
         self.rebuilds += 1
         return self.percolator

@@ -59,7 +59,7 @@ from services.notify.filters import (
     FilterKey,
     PreparedArticle,
 )
-from services.notify.query import clause_probability
+from services.notify.query import clause_probability, keyset
 from services.notify.subscriptions import Subscription
 
 #: An inner (second-clause) index is skipped when it would need more than this many
@@ -101,10 +101,10 @@ class _Placement:
     are empty, being a candidate is matching (``exact``).
     """
 
-    pairs: list[tuple[str, str]] = field(default_factory=list)
+    pairs: tuple[tuple[str, str], ...] = ()
     always: bool = False
     residual: tuple[frozenset[str], ...] = ()
-    absent: frozenset[str] = frozenset()
+    absent: frozenset[str] = field(default_factory=keyset)
     rest: Callable[[PreparedArticle], bool] | None = None
 
     @property
@@ -125,13 +125,13 @@ def placement_for(subscription: Subscription | CompiledFilter) -> _Placement:
     if len(ordered) > 1 and len(ordered[0]) * len(ordered[1]) <= MAX_KEY_PAIRS:
         inner = sorted(map(intern, ordered[1]))
         return _Placement(
-            pairs=list(product(outer, inner)),
+            pairs=tuple(product(outer, inner)),
             residual=tuple(_interned(c) for c in ordered[2:]),
             absent=_interned(absent),
             rest=rest,
         )
     return _Placement(
-        pairs=[(key, _NO_INNER) for key in outer],
+        pairs=tuple((key, _NO_INNER) for key in outer),
         residual=tuple(_interned(c) for c in ordered[1:]),
         absent=_interned(absent),
         rest=rest,
@@ -139,7 +139,7 @@ def placement_for(subscription: Subscription | CompiledFilter) -> _Placement:
 
 
 def _interned(keys: frozenset[str]) -> frozenset[str]:
-    return frozenset(map(intern, keys))
+    return keyset(keys)
 
 
 class _Group:
@@ -154,11 +154,12 @@ class _Group:
 
     __slots__ = (
         "absent",
+        "always",
         "exact",
         "filter",
         "key",
         "members",
-        "placement",
+        "pairs",
         "residual",
         "rest",
     )
@@ -166,15 +167,42 @@ class _Group:
     def __init__(self, compiled: CompiledFilter) -> None:
         self.filter = compiled
         self.key = compiled.key
-        self.placement = placement_for(compiled)
-        self.exact = self.placement.exact
-        self.residual = self.placement.residual or None
-        self.absent = self.placement.absent or None
-        self.rest = self.placement.rest
+        placement = placement_for(compiled)  # kept in parts: the wrapper is 140 bytes
+        self.pairs = placement.pairs
+        self.always = placement.always
+        self.exact = placement.exact
+        self.residual = placement.residual or None
+        self.absent = placement.absent or None
+        self.rest = placement.rest
         # Added to and removed from in O(1), and read in place by ``match`` (extending a list
         # from a dict's values is as much C as from a list). A copy of the members per change
         # made adding n subscriptions with one filter O(n^2): 9 s for 40,000 "S-400"s.
         self.members: dict[str, Subscription] = {}
+
+
+#: The groups indexed under one (outer, inner) key pair: a tuple while few (most pairs hold
+#: one group, and a one-element tuple is 48 bytes where a set is 216), a set beyond, so that
+#: adding to a popular pair stays O(1). Matching reads either with ``set.update``.
+_Bucket = tuple[_Group, ...] | set[_Group]
+_SMALL_BUCKET = 8
+
+
+def _with(bucket: _Bucket | None, group: _Group) -> _Bucket:
+    if bucket is None:
+        return (group,)
+    if isinstance(bucket, set):
+        bucket.add(group)
+        return bucket
+    if len(bucket) < _SMALL_BUCKET:
+        return (*bucket, group)
+    return {*bucket, group}
+
+
+def _without(bucket: _Bucket, group: _Group) -> _Bucket:
+    if isinstance(bucket, set):
+        bucket.discard(group)
+        return bucket
+    return tuple(g for g in bucket if g is not group)
 
 
 class Percolator:
@@ -188,7 +216,7 @@ class Percolator:
         self._subs: dict[str, Subscription] = {}
         self._group_of: dict[str, _Group] = {}
         self._groups: dict[FilterKey, _Group] = {}
-        self._index: dict[str, dict[str, set[_Group]]] = {}
+        self._index: dict[str, dict[str, _Bucket]] = {}
         self._always: set[_Group] = set()
         self._candidates_total: Counter | None = None
         self._matches_total: Counter | None = None
@@ -230,10 +258,11 @@ class Percolator:
         group = self._groups.get(compiled.key)
         if group is None:
             group = self._groups[compiled.key] = _Group(compiled)
-            if group.placement.always:
+            if group.always:
                 self._always.add(group)
-            for outer, inner in group.placement.pairs:
-                self._index.setdefault(outer, {}).setdefault(inner, set()).add(group)
+            for outer, inner in group.pairs:
+                inners = self._index.setdefault(outer, {})
+                inners[inner] = _with(inners.get(inner), group)
         group.members[subscription.id] = subscription
         self._subs[subscription.id] = subscription
         self._group_of[subscription.id] = group
@@ -250,11 +279,12 @@ class Percolator:
             return True
         del self._groups[group.key]
         self._always.discard(group)
-        for outer, inner in group.placement.pairs:
+        for outer, inner in group.pairs:
             inners = self._index[outer]
-            groups = inners[inner]
-            groups.discard(group)
-            if not groups:
+            rest = _without(inners[inner], group)
+            if rest:
+                inners[inner] = rest
+            else:
                 del inners[inner]
                 if not inners:
                     del self._index[outer]
@@ -307,12 +337,12 @@ class Percolator:
             inners = index[outer]
             alone = inners.get(_NO_INNER)
             if alone:
-                found |= alone
+                found.update(alone)
                 if len(inners) == 1:
                     continue
             hits = inners.keys() & keys if len(inners) > n_keys else keys.intersection(inners)
             for inner in hits:
-                found |= inners[inner]
+                found.update(inners[inner])
         return found
 
     def candidates(self, article: PreparedArticle) -> set[str]:

@@ -158,6 +158,28 @@ class Searchable(Protocol):
     def joined(self) -> str: ...
 
 
+# --- shared key sets ------------------------------------------------------------------------------
+
+#: Equal key sets are one object. 100,000 stored queries repeat the same few thousand words,
+#: pairs and alternatives, and every frozenset costs 200 bytes or more (an empty one too: it is
+#: no singleton), so sharing them is a large part of what keeps the index small.
+_KEYSETS: dict[frozenset[str], frozenset[str]] = {}
+#: Above this many distinct sets the table starts again: sharing is an optimisation, and a
+#: table that only grows (subscriptions come and go) would be a leak.
+KEYSETS_MAX = 500_000
+
+
+def keyset(keys: Iterable[str] = ()) -> frozenset[str]:
+    """``frozenset(keys)`` of interned keys, the same object for equal sets."""
+    fresh = frozenset(map(intern, keys))
+    shared = _KEYSETS.get(fresh)
+    if shared is None:
+        if len(_KEYSETS) >= KEYSETS_MAX:
+            _KEYSETS.clear()
+        shared = _KEYSETS[fresh] = fresh
+    return shared
+
+
 # --- syntax tree --------------------------------------------------------------------------------
 
 
@@ -283,7 +305,7 @@ def compile_node(node: Node) -> Matcher:
         word = node.word
         return lambda doc: word in doc.terms
     if isinstance(node, Phrase):
-        pairs = frozenset(map(intern, map(" ".join, pairwise(node.words))))
+        pairs = keyset(map(" ".join, pairwise(node.words)))
         if len(node.words) == 2:
             (pair,) = pairs
             return lambda doc: pair in doc.terms
@@ -295,7 +317,7 @@ def compile_node(node: Node) -> Matcher:
             return lambda doc: negated not in doc.terms
         inner = compile_node(node.child)
         return lambda doc: not inner(doc)
-    words = frozenset(c.word for c in node.children if isinstance(c, Term))
+    words = keyset(c.word for c in node.children if isinstance(c, Term))
     if isinstance(node, Or):
         others = tuple(compile_node(c) for c in node.children if not isinstance(c, Term))
 
@@ -305,11 +327,11 @@ def compile_node(node: Node) -> Matcher:
             return any(f(doc) for f in others)
 
         return (lambda doc: not words.isdisjoint(doc.terms)) if not others else any_of
-    negated_words = frozenset(
+    negated_words = keyset(
         c.child.word for c in node.children if isinstance(c, Not) and isinstance(c.child, Term)
     )
     alternatives = tuple(
-        frozenset(w.word for w in c.children if isinstance(w, Term))
+        keyset(w.word for w in c.children if isinstance(w, Term))
         for c in node.children
         if isinstance(c, Or) and all(isinstance(w, Term) for w in c.children)
     )
@@ -382,10 +404,10 @@ def required_clauses(node: Node) -> list[frozenset[str]]:
     query) but never under-approximates, so indexing a query under a clause loses nothing.
     """
     if isinstance(node, Term):
-        return [frozenset((node.word,))]
+        return [keyset((node.word,))]
     if isinstance(node, Phrase):
         pairs = map(intern, map(" ".join, pairwise(node.words)))
-        return list(dict.fromkeys(frozenset((pair,)) for pair in pairs))
+        return list(dict.fromkeys(keyset((pair,)) for pair in pairs))
     if isinstance(node, Not):
         return []
     if isinstance(node, And):
@@ -403,7 +425,7 @@ def required_clauses(node: Node) -> list[frozenset[str]]:
         if not child_clauses:
             return []
         union |= min(child_clauses, key=lambda c: (clause_probability(c), sorted(c)))
-    return [frozenset(union)]
+    return [keyset(union)]
 
 
 def _key_of(node: Node) -> str | None:
@@ -426,15 +448,15 @@ def flat_form(node: Node) -> tuple[tuple[frozenset[str], ...], frozenset[str]] |
     """
     key = _key_of(node)
     if key is not None:
-        return (frozenset((key,)),), frozenset()
+        return (keyset((key,)),), keyset()
     if isinstance(node, Not):
         negated = _key_of(node.child)
-        return None if negated is None else ((), frozenset((negated,)))
+        return None if negated is None else ((), keyset((negated,)))
     if isinstance(node, Or):
         keys = [_key_of(child) for child in node.children]
         if any(k is None for k in keys):
             return None
-        return (frozenset(k for k in keys if k is not None),), frozenset()
+        return (keyset(k for k in keys if k is not None),), keyset()
     if isinstance(node, And):
         clauses: list[frozenset[str]] = []
         absent: set[str] = set()
@@ -444,7 +466,7 @@ def flat_form(node: Node) -> tuple[tuple[frozenset[str], ...], frozenset[str]] |
                 return None
             clauses.extend(c for c in part[0] if c not in clauses)
             absent |= part[1]
-        return tuple(clauses), frozenset(absent)
+        return tuple(clauses), keyset(absent)
     return None
 
 

@@ -263,6 +263,24 @@ def plan(
     return Plan((queue[0].alert_id,), digest=False, reason="immediate")
 
 
+def plan_lookahead(policy: DeliveryPolicy | None, max_digest: int = MAX_DIGEST_ALERTS) -> int:
+    """How many queued alerts ``plan`` can look at for this policy.
+
+    A plain immediate subscription (no digest, rate limit, silence or quiet hours) only ever
+    sends its head, so the worker reads one queue entry instead of a digest's worth for each
+    alert it sends. ``None`` (policy not known yet): the most ``plan`` can look at.
+    """
+    if (
+        policy is not None
+        and policy.mode == "immediate"
+        and policy.rate_limit is None
+        and not policy.silences
+        and not policy.quiet_hours
+    ):
+        return 1
+    return max_digest + 1
+
+
 def _leading(queue: Sequence[Queued], keep: Callable[[Queued], bool]) -> list[Queued]:
     """The longest prefix of ``queue`` whose items satisfy ``keep`` (order is preserved)."""
     out: list[Queued] = []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import secrets as _secrets
@@ -49,8 +50,11 @@ def generate_secret(nbytes: int = SECRET_BYTES) -> str:
     return SECRET_PREFIX + base64.b64encode(_secrets.token_bytes(nbytes)).decode("ascii")
 
 
+@functools.lru_cache(maxsize=4096)
 def decode_secret(secret: str) -> bytes:
-    """The HMAC key of a ``whsec_`` secret; refuses anything else with a clear message."""
+    """The HMAC key of a ``whsec_`` secret; refuses anything else with a clear message.
+
+    Remembered per secret (a refusal raises and is not): every webhook is signed with it."""
     if not secret.startswith(SECRET_PREFIX):
         raise WebhookSecretError("webhook secret must start with 'whsec_'")
     encoded = secret[len(SECRET_PREFIX) :]

@@ -50,6 +50,15 @@ class SubscriptionStore:
     def _key(self, subscription_id: str) -> str:
         return self.names.subscriptions_key("subscription", subscription_id)
 
+    def key(self, subscription_id: str) -> str:
+        """Where one subscription's document is (the delivery worker reads it in a batch)."""
+        return self._key(subscription_id)
+
+    @staticmethod
+    def parse(raw: bytes | str | None) -> Subscription | None:
+        """A document read with ``key``: None when it is missing or does not validate."""
+        return load_document(raw) if raw else None
+
     async def put(self, subscription: Subscription) -> None:
         """Create or replace one subscription, and tell every process its index is stale."""
         sid = subscription.id

@@ -30,7 +30,7 @@ from services.common.redis_server import free_port
 from services.common.streams import DATA_FIELD, StreamNames
 from tests.feed_server import RSS, FeedServer, running_feed_server
 from tests.notify_receiver import Receiver
-from tests.procs import ROOT, ServiceProcess
+from tests.procs import ROOT, LoggedProcess, ServiceProcess
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -46,7 +46,7 @@ ARTICLES = ROOT / "tests" / "data" / "holdout_articles.jsonl"
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "5m", "$__interval": "15s"}
 
 
-class Tool:
+class Tool(LoggedProcess):
     """A Prometheus or Alertmanager process on a free loopback port."""
 
     def __init__(self, name: str, argv: list[str], port: int, log_path: Path) -> None:
@@ -54,8 +54,8 @@ class Tool:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
+        self.log = log_path.open("wb")
+        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -67,20 +67,6 @@ class Tool:
                     return
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} not ready:\n{self.output()}")
-
-    def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
 
 
 def alertmanager_test_config(receiver_url: str) -> dict[str, Any]:

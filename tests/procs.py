@@ -7,6 +7,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from services.common.http import wait_healthy
 from services.common.redis_server import free_port
@@ -14,8 +15,34 @@ from services.common.redis_server import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class LoggedProcess:
+    """A child process whose output goes to a log file: read its tail, stop it gently.
+
+    Shared by the services here and the Prometheus/Alertmanager tools of tests/live_stack.py.
+    """
+
+    log_path: Path
+    log: BinaryIO
+    process: subprocess.Popen[bytes] | None
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+    def stop(self) -> None:
+        """SIGTERM, and SIGKILL after 15 s: a test's teardown never waits forever."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
 @dataclass
-class ServiceProcess:
+class ServiceProcess(LoggedProcess):
     service: str
     env: dict[str, str]
     log_path: Path
@@ -45,20 +72,6 @@ class ServiceProcess:
             wait_healthy(self.url, timeout, alive=lambda: self.process.poll() is None)
         except (RuntimeError, TimeoutError) as exc:
             raise RuntimeError(f"{self.service}: {exc}\n{self.output()}") from None
-
-    def output(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
 
 
 def start_stack(

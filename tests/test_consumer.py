@@ -129,3 +129,37 @@ async def test_handler_crash_leaves_batch_pending_for_a_new_consumer(
         reclaimer.cancel()
         await asyncio.gather(reclaimer, return_exceptions=True)
         await broker.stop()
+
+
+async def test_a_cancel_while_a_batch_finishes_is_not_swallowed(
+    redis_url: str, aredis: aioredis.Redis
+) -> None:
+    """Stopping a service cancels its reclaim loop; that cancel must end the loop even when it
+    arrives just as a batch finishes (while the batch's keep-fresh companion is stopped).
+
+    It was swallowed there (``suppress(CancelledError)`` around the companion), so the loop
+    went on and a service's shutdown waited for it forever: on Redis 7 this hung
+    ``make test``'s rerun (a service ignoring SIGTERM, and FastStream's stop waiting on it).
+    The handler schedules the cancel as it returns, so the cancel lands in exactly that wait.
+    """
+    settings = Settings(redis_url=redis_url, read_block_ms=50, reclaim_idle_ms=500)
+    me: asyncio.Task[set[str]] | None = None
+
+    async def handler(entries: Sequence[Entry]) -> list[str]:
+        assert me is not None
+        asyncio.get_running_loop().call_soon(me.cancel)  # lands once this batch is over
+        return [e.id for e in entries]
+
+    consumer = StreamConsumer(
+        settings=settings,
+        client=aredis,
+        stream=STREAM,
+        group="g",
+        consumer="c1",
+        dead_letter_stream=DEAD,
+        handler=handler,
+    )
+    entry = Entry(id="1-0", data=b'{"n": 1}', fields={})
+    me = asyncio.create_task(consumer.process([entry], "c1", ack=False))
+    await asyncio.gather(me, return_exceptions=True)
+    assert me.cancelled(), f"the cancel was swallowed: the batch returned {me.result()}"

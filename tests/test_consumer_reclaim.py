@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -73,10 +72,7 @@ async def consuming(redis_url: str, consumer: StreamConsumer) -> AsyncIterator[N
     finally:
         reclaimer.cancel()
         await asyncio.gather(reclaimer, return_exceptions=True)
-        # FastStream's stop has been seen to wait forever (once in a fresh-clone run, the
-        # event loop idle); what these tests check is done by now, so bound the wait.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(broker.stop(), timeout=10)
+        await broker.stop()
 
 
 async def pending(client: aioredis.Redis) -> int:

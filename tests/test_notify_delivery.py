@@ -6,6 +6,7 @@ Time is a ManualClock: retries, digests and mutes are stepped by advancing it an
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -399,3 +400,33 @@ def test_policy_and_destination_follow_the_subscription() -> None:
         Subscription.create(SubscriptionCreate(name="x", email="a@example.org"), now=T0)
     ) == Destination("email", "a@example.org")
     assert destination_of(Subscription.create(SubscriptionCreate(name="x"), now=T0)) is None
+
+
+async def test_a_claim_sharing_a_round_trip_with_a_drains_end_does_not_strand_it(
+    h: Harness, receiver: Receiver
+) -> None:
+    """The run loop's claim can ride in the same pipelined round trip as a drain's last step.
+    When that step left the subscription due (an alert came in while it was sending), the
+    claim leases it, sees this process still draining it and skips it: the lease must be
+    undone when the drain ends, or nobody drains the new alert until the lease runs out
+    (seen in the fan-out benchmark as subscriptions stuck after their first webhook)."""
+    sub = await h.subscribe(webhook_url=receiver.url)
+    first = await h.alert(sub)
+    worker = h.worker
+    finish = worker._finish
+    seen: dict[str, Any] = {}
+
+    async def finish_then_claim(sid: str) -> None:
+        seen["second"] = await h.alert(sub)  # queued while the first was being sent
+        await finish(sid)
+        seen["claimed"] = await worker.claim()  # the run loop's claim, same round trip
+
+    worker._finish = finish_then_claim  # type: ignore[method-assign]
+    task = asyncio.create_task(worker._drain_guarded(sub.id))
+    worker._inflight[sub.id] = task
+    await task
+    worker._finish = finish  # type: ignore[method-assign]
+
+    assert seen["claimed"] == []  # skipped: this process was still draining it
+    assert await h.step() == 1  # due again at once, not after the 120 s lease
+    assert ids(receiver) == [first.id, seen["second"].id]

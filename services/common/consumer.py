@@ -39,7 +39,6 @@ was written, never before.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -331,8 +330,10 @@ class StreamConsumer:
             return set(await self.handler(entries))
         finally:
             keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            # gather, not ``suppress(CancelledError): await keeper``: a cancel of *this* task
+            # that arrives while it waits for the keeper comes as the same CancelledError,
+            # and swallowing it left a stopping service's reclaim loop running forever.
+            await asyncio.gather(keeper, return_exceptions=True)
 
     async def _keep_entries_fresh(self, ids: list[str], owner: str) -> None:
         interval = self.settings.reclaim_idle_ms / 3000

@@ -10,10 +10,11 @@ Teredo, NAT64) is unwrapped and checked too.
 
 The check runs at creation (clear error for the subscriber) and again at every delivery or
 feed fetch, because DNS answers change. To close the gap between "checked" and "connected"
-(DNS rebinding), both connect to the very address that was checked (``pinned_stream`` for
-httpx, ``CheckedTarget.pinned_parts`` for other clients): the request goes to
-the IP, with the original ``Host`` header and the original name for TLS SNI and certificate
-verification (httpx's ``sni_hostname`` extension, asyncio's ``server_hostname``).
+(DNS rebinding), both connect to the very address that was checked (feeds through
+``pinned_stream`` and httpx; webhooks through notify's own HTTP/1.1 sender, which opens its
+connection to ``CheckedTarget.addresses[0]``): the request goes to the IP, with the original
+``Host`` header and the original name for TLS SNI and certificate verification (httpx's
+``sni_hostname`` extension, asyncio's ``server_hostname``).
 
 ``TOPICWATCH_ALLOW_PRIVATE_WEBHOOKS=true`` lifts the private-address rule for development and
 tests (a receiver on 127.0.0.1). Cloud metadata addresses stay refused even then: no
@@ -168,21 +169,6 @@ class CheckedTarget:
         headers = {"Host": netloc}
         extensions = {"sni_hostname": host} if self.url.scheme == "https" else {}
         return self.url.copy_with(host=str(ip)), headers, extensions
-
-    def pinned_parts(self) -> tuple[str, dict[str, str], str | None]:
-        """``pinned()`` for clients other than httpx:
-        (URL text with the checked IP as host, extra headers, TLS server name or None)."""
-        url, headers, server_hostname = _pinned_parts(self.url, self.addresses[0])
-        return url, dict(headers), server_hostname
-
-
-@functools.lru_cache(maxsize=4096)
-def _pinned_parts(
-    url: httpx.URL, ip: IPAddress
-) -> tuple[str, tuple[tuple[str, str], ...], str | None]:
-    """Pure in (URL, checked address), and built for every webhook sent: remembered."""
-    pinned_url, headers, extensions = CheckedTarget(url, (ip,)).pinned()
-    return str(pinned_url), tuple(headers.items()), extensions.get("sni_hostname")
 
 
 @contextlib.asynccontextmanager

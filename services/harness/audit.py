@@ -270,107 +270,63 @@ class Family:
 
 def families(names: StreamNames) -> list[Family]:
     """Every key family, most specific pattern first (``{p}`` is the stream prefix)."""
-    p = re.escape(names.prefix)
-    any_ = r"[^:]+"
+    prefix = re.escape(names.prefix)
+    part = r"[^:]+"  # one ':'-free part of a key name
+
+    def family(name: str, kind: str, bound: str, pattern: str | None = None) -> Family:
+        """``pattern`` (after the prefix) is ``name`` with each ``*`` one key part, unless given."""
+        body = pattern if pattern is not None else re.escape(name).replace(r"\*", part)
+        return Family(name, f"{prefix}:{body}", kind, bound)
+
+    consumed = "stream_retention newest consumed entries (default 1,000) + unconsumed"
+    dead_window = "dead_letters_window_days (30 d) / _max (100,000)"
     return [
-        Family(
-            "articles:ingest",
-            f"{p}:articles:ingest",
-            "retention",
-            "stream_retention newest consumed entries (default 1,000) + unconsumed",
-        ),
-        Family("articles:accepted", f"{p}:articles:accepted", "retention", "as ingest"),
-        Family("articles:classified", f"{p}:articles:classified", "retention", "as ingest"),
-        Family(
-            "articles:rejected",
-            f"{p}:articles:rejected",
-            "window",
-            "dead_letters_window_days (30 d) / _max (100,000)",
-        ),
-        Family(
-            "alerts",
-            f"{p}:alerts",
-            "window",
-            "alerts_window_days (30 d) / alerts_window_max (1,000,000)",
-        ),
-        Family(
-            "alerts:dead",
-            f"{p}:alerts:dead",
-            "window",
-            "dead_letters_window_days (30 d) / _max (100,000)",
-        ),
-        Family(
-            "dead-letters",
-            f"{p}:dead-letters",
-            "window",
-            "dead_letters_window_days (30 d) / _max (100,000)",
-        ),
-        Family(
-            "seen:hash|url:*", f"{p}:seen:(hash|url):{any_}", "ttl", "TTL dedup_window_days (90 d)"
-        ),
-        Family("alert:*:pos", f"{p}:alert:{any_}:pos", "ttl", "TTL 90 d"),
-        Family("alert:*:attempts", f"{p}:alert:{any_}:attempts", "ttl", "TTL 90 d"),
-        Family("alert:*:dead", f"{p}:alert:{any_}:dead", "ttl", "TTL 90 d"),
-        Family("alert:*", f"{p}:alert:{any_}", "ttl", "TTL 90 d (alert-once)"),
-        Family("story:*:*", f"{p}:story:{any_}:{any_}", "ttl", "TTL 90 d"),
-        Family(
+        family("articles:ingest", "retention", consumed),
+        family("articles:accepted", "retention", "as ingest"),
+        family("articles:classified", "retention", "as ingest"),
+        family("articles:rejected", "window", dead_window),
+        family("alerts", "window", "alerts_window_days (30 d) / alerts_window_max (1,000,000)"),
+        family("alerts:dead", "window", dead_window),
+        family("dead-letters", "window", dead_window),
+        family("seen:hash|url:*", "ttl", "TTL dedup_window_days (90 d)", f"seen:(hash|url):{part}"),
+        family("alert:*:pos", "ttl", "TTL 90 d"),
+        family("alert:*:attempts", "ttl", "TTL 90 d"),
+        family("alert:*:dead", "ttl", "TTL 90 d"),
+        family("alert:*", "ttl", "TTL 90 d (alert-once)"),
+        family("story:*:*", "ttl", "TTL 90 d"),
+        family(
             "neardup:*",
-            f"{p}:neardup:(of|sig|band:[0-9]+):{any_}",
             "ttl",
             "TTL 3 d (band lists also capped at 16 ids)",
+            f"neardup:(of|sig|band:[0-9]+):{part}",
         ),
-        Family("ratelimit:*:*", f"{p}:ratelimit:{any_}:{any_}", "ttl", "TTL 2x the window"),
-        Family("feeds:lock:*", f"{p}:feeds:lock:{any_}", "ttl", "TTL one poll interval"),
-        Family(
+        family("ratelimit:*:*", "ttl", "TTL 2x the window"),
+        family("feeds:lock:*", "ttl", "TTL one poll interval"),
+        family(
             "feeds:seen:*",
-            f"{p}:feeds:seen:{any_}",
             "per-feed",
             "feed_seen_days (30 d) since last listed / feed_seen_max (10,000) per feed",
         ),
-        Family("feeds", f"{p}:feeds", "one", "one field per registered feed"),
-        Family(
-            "subscription:*:alerts",
-            f"{p}:subscription:{any_}:alerts",
-            "per-subscription",
-            "stream, MAXLEN ~10,000 per subscription",
+        family("feeds", "one", "one field per registered feed"),
+        family(
+            "subscription:*:alerts", "per-subscription", "stream, MAXLEN ~10,000 per subscription"
         ),
-        Family(
-            "subscription:*", f"{p}:subscription:{any_}", "per-subscription", "one per subscription"
-        ),
-        Family(
+        family("subscription:*", "per-subscription", "one per subscription"),
+        family(
             "queue:*",
-            f"{p}:queue:{any_}",
             "per-subscription",
             "undelivered alerts only (drained by delivery; dead-lettered after the retry "
             "schedule, about 3 days)",
         ),
-        Family(
-            "inflight:*",
-            f"{p}:inflight:{any_}",
-            "per-subscription",
-            "one notification per subscription",
+        family("inflight:*", "per-subscription", "one notification per subscription"),
+        family("subscriptions:changes", "capped", "stream, MAXLEN 10,000 (exact)"),
+        family("subscriptions:version", "one", "a counter"),
+        family("subscriptions", "per-subscription", "sorted set, one member per subscription"),
+        family(
+            "delivery:due", "per-subscription", "sorted set, one member per subscription with work"
         ),
-        Family(
-            "subscriptions:changes",
-            f"{p}:subscriptions:changes",
-            "capped",
-            "stream, MAXLEN 10,000 (exact)",
-        ),
-        Family("subscriptions:version", f"{p}:subscriptions:version", "one", "a counter"),
-        Family(
-            "subscriptions",
-            f"{p}:subscriptions",
-            "per-subscription",
-            "sorted set, one member per subscription",
-        ),
-        Family(
-            "delivery:due",
-            f"{p}:delivery:due",
-            "per-subscription",
-            "sorted set, one member per subscription with work",
-        ),
-        Family("taxonomy", f"{p}:taxonomy", "one", "one key"),
-        Family("layout", f"{p}:layout", "one", "one key: the partition count (layout.py)"),
+        family("taxonomy", "one", "one key"),
+        family("layout", "one", "one key: the partition count (layout.py)"),
     ]
 
 

@@ -24,7 +24,12 @@ from services.common.models import (
     content_hash_for,
     utcnow,
 )
-from services.common.submission import NO_PAGE_TITLE, TEXT_REQUIRED, TITLE_REQUIRED
+from services.common.submission import (
+    NO_PAGE_TITLE,
+    TEXT_REQUIRED,
+    TITLE_REQUIRED,
+    SubmissionError,
+)
 from services.common.urls import InvalidURL, canonical_url_or_none
 from services.ingest.chrome import StrippedBody, strip_chrome
 from services.ingest.dates import DateParseError, parse_published_at, zone_for_place
@@ -49,16 +54,12 @@ __all__ = [
 ]
 
 
-class NormalizationError(ValueError):
-    """The submission cannot become an article; ``errors`` name each offending field."""
+class NormalizationError(SubmissionError):
+    """The submission cannot become an article; ``errors`` name each offending field.
 
-    def __init__(self, errors: list[FieldError]) -> None:
-        self.errors = errors
-        super().__init__(self.reason)
-
-    @property
-    def reason(self) -> str:
-        return "; ".join(f"{error.field}: {error.message}" for error in self.errors)
+    A :class:`SubmissionError` found later, by normalising rather than by validating: the
+    same ``errors`` and ``reason``, kept a class of its own so callers can tell the stages.
+    """
 
     @property
     def field(self) -> str:

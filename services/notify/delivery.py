@@ -111,6 +111,18 @@ if ARGV[3] ~= '' then redis.call('ZADD', KEYS[4], 'XX', ARGV[3], ARGV[4]) end
 return redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[5]))
 """
 
+# Undo the lease of a claim that met a subscription this process was still draining (the
+# drain had just left it due, in the same round trip), unless the drain wrote its score since.
+# KEYS: due. ARGV: subscription id, the lease score that claim wrote, now.
+_UNLEASE = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[1])
+  return 1
+end
+return 0
+"""
+
 # Store the chosen notification as in flight and return its alerts' records.
 # KEYS: in-flight, then the alerts (one subscription's). ARGV: the in-flight JSON.
 _START = """
@@ -327,6 +339,9 @@ class DeliveryWorker:
         self._next_shard = 0
         self.batcher = CommandBatcher(client)
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        # Subscriptions a claim leased while this process was still draining them, with the
+        # lease score it wrote: undone when that drain ends (``_UNLEASE``).
+        self._overclaimed: dict[str, float] = {}
         self._wake = asyncio.Event()
 
     def now(self) -> float:
@@ -373,12 +388,20 @@ class DeliveryWorker:
             if len(sids) >= count:
                 break
             key = self.keys.due_in(self.shards[(start + i) % len(self.shards)])
-            args = [now, now + self.lease_seconds, count - len(sids)]
+            lease = now + self.lease_seconds
+            args = [now, lease, count - len(sids)]
             [raw] = await self.batcher.run(
                 functools.partial(eval_script, source=_CLAIM, keys=[key], args=args)
             )
-            sids += [as_text(s) for s in raw]
-        return [sid for sid in sids if sid not in self._inflight]
+            for sid in map(as_text, raw):
+                if sid in self._inflight:
+                    # Our drain of it is ending: it left the subscription due (an alert came
+                    # in) in the round trip this claim shared. Dropping the claim would leave
+                    # it leased to nobody until the lease runs out.
+                    self._overclaimed[sid] = lease
+                else:
+                    sids.append(sid)
+        return sids
 
     async def tick(self) -> int:
         """Claim what is due and drain it (tests and tools step the worker with this)."""
@@ -395,6 +418,14 @@ class DeliveryWorker:
         finally:
             self._inflight.pop(sid, None)
             self._wake.set()  # a place is free: claim more now rather than at the next poll
+        lease = self._overclaimed.pop(sid, None)
+        if lease is not None:
+            try:
+                keys = [self.keys.due_for(sid)]
+                args = [sid, lease, self.now()]
+                await self.batcher.run(lambda pipe: eval_script(pipe, _UNLEASE, keys, args))
+            except Exception:
+                log.exception("could not release %s at once; it is claimed after the lease", sid)
 
     # --- one subscription ------------------------------------------------------------------
 

@@ -23,11 +23,17 @@ up: install
 	$(BIN)/topicwatch up
 
 ## Install everything, then run the whole test suite against real servers: all of it on the
-## bundled Valkey 8, then the tests marked `streams` (consumers, outages, end to end: those
-## that run on the server --redis-server picks) again on Debian's Redis 7.
+## bundled Valkey 8 and, alongside it (the suite mostly waits on its servers, so the second
+## core has room), the tests marked `streams` (consumers, outages, end to end: those that run
+## on the server --redis-server picks) again on Debian's Redis 7; its output follows the suite's.
 test: install prometheus redis-server
-	$(BIN)/python -m pytest
-	$(BIN)/python -m pytest -q -m streams --redis-server=redis
+	@$(BIN)/python -m pytest -q -p no:cacheprovider -m streams --redis-server=redis \
+	  > $(VENV)/redis7-rerun.log 2>&1 & rerun=$$!; \
+	$(BIN)/python -m pytest; suite=$$?; \
+	wait $$rerun; redis7=$$?; \
+	echo "--- the tests marked streams again, on Debian's Redis 7 (run alongside the suite) ---"; \
+	cat $(VENV)/redis7-rerun.log; \
+	[ $$suite -eq 0 ] && [ $$redis7 -eq 0 ]
 
 ## The metrics and alerting tests run a real Prometheus (promtool) and Alertmanager (amtool).
 prometheus:

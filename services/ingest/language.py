@@ -14,11 +14,6 @@ asks py3langid's model the same question faster, with the same answer:
   all positions at once: windows of length L that are trie nodes are those of length L-1
   that were, extended by a goto edge (a transition that goes one level deeper), six numpy
   steps in all.  The feature counts come out in the order py3langid's ``Counter`` has them.
-  Only the goto edges are needed, so they are kept (a 4 MB hash table) and py3langid's DFA
-  (a 39 MB table of 256 moves per inner state, and 8 MB of per-state Python lists) is let
-  go once loaded: the model costs ingest 44 MB resident instead of 96.  The price is time:
-  a hash probe per step where the DFA was one index (one text alone ~0.5 ms instead of the
-  library walk's ~0.18; in batches of 50 ~0.11 ms a text instead of ~0.08).
 * the score.  py3langid multiplies the counts with the rows of its float16 table, which numpy
   first converts element by element (most of the cost); the conversion here goes through a
   65,536-entry table of every float16's float32 value, which gives the same numbers.
@@ -84,6 +79,7 @@ class FastLangid:
     at once: numpy's per-call cost is paid once per batch rather than once per article."""
 
     def __init__(self, identifier: Any) -> None:
+        self.identifier = identifier
         self.classes: list[str] = list(identifier.nb_classes)
         self.alias_pairs: list[tuple[int, int]] = list(identifier._alias_pairs)
         self.table_bits = np.asarray(identifier.nb_ptc).view(np.uint16)
@@ -92,21 +88,28 @@ class FastLangid:
         self.half_to_single = (
             np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
         )
-        self.encode = identifier._encode  # a static method: holds no reference to the model
+        self.nextmove = np.frombuffer(identifier.tk_nextmove, dtype=_uint(identifier.tk_nextmove))
+        self.rowbase = np.asarray(identifier._rowbase, dtype=np.int64)
         self.output = np.asarray(identifier.tk_output, dtype=np.int64)
-        nextmove = np.frombuffer(identifier.tk_nextmove, dtype=_uint(identifier.tk_nextmove))
-        rowbase = np.asarray(identifier._rowbase, dtype=np.int64)
-        self.max_depth, keys, children = _goto_edges(nextmove, rowbase)
-        self.goto = GotoTable(keys, children)
-        self.root = nextmove[rowbase[0] : rowbase[0] + 256].astype(np.int64)
-        self.identifier: Any = identifier
+        self.depth = self._depths()
+        self.max_depth = int(self.depth.max())
         self.vectorised = self._walk_matches_library()
-        if self.vectorised:
-            # The walk needs only the trie's goto edges (a 4 MB table); py3langid's full DFA
-            # (39 MB) and its per-state lists (8 MB of Python ints) are let go.
-            self.identifier = None
-        else:
+        if not self.vectorised:
             log.warning("py3langid's model does not match the vectorised walk; using its own")
+
+    def _depths(self) -> npt.NDArray[np.int8]:
+        """Each DFA state's trie depth (its n-gram's length), by breadth-first search."""
+        depth = np.full(len(self.rowbase), -1, dtype=np.int8)
+        depth[0] = 0
+        frontier = np.zeros(1, dtype=np.int64)
+        columns = np.arange(256, dtype=np.int64)
+        level = 0
+        while len(frontier):
+            reached = self.nextmove[(self.rowbase[frontier][:, None] + columns).ravel()]
+            level += 1
+            depth[reached[depth[reached] < 0]] = level
+            frontier = np.flatnonzero(depth == level)
+        return depth
 
     def _walk_matches_library(self) -> bool:
         """Does the vectorised walk count what py3langid's own does, on a mixed sample?"""
@@ -135,17 +138,16 @@ class FastLangid:
         lengths = np.fromiter(map(len, samples), dtype=np.int64, count=len(samples))
         text = np.frombuffer(b"".join(samples), dtype=np.uint8).astype(np.int64)
         owner = np.repeat(np.arange(len(samples), dtype=np.int64), lengths)
-        longest = self.root[text]  # one-byte n-grams (0, the root, where there is none)
-        at = np.flatnonzero(longest)
-        state = longest[at]
-        for _ in range(2, self.max_depth + 1):  # n-grams of two bytes and up
+        state = self.nextmove[self.rowbase[0] + text].astype(np.int64)  # one-byte n-grams
+        longest = state.copy()
+        at = np.arange(len(text), dtype=np.int64)
+        for level in range(2, self.max_depth + 1):
             following = at + 1
             inside = following < len(text)
             inside[inside] &= owner[following[inside]] == owner[at[inside]]  # same sample
             state, at = state[inside], following[inside]
-            # A goto edge: the n-gram grew by this byte (the DFA's other moves go shallower).
-            step = self.goto.lookup((state << 8) | text[at])
-            deeper = step >= 0
+            step = self.nextmove[self.rowbase[state] + text[at]].astype(np.int64)
+            deeper = self.depth[step] == level  # a goto edge: the n-gram grew by this byte
             state, at = step[deeper], at[deeper]
             if not len(state):
                 break
@@ -187,14 +189,14 @@ class FastLangid:
 
     def classify_many(self, texts: list[str]) -> list[tuple[str, float]]:
         """(language, normalised probability) of each text, as py3langid's ``classify``."""
+        if len(texts) < 2:
+            return [self.classify(text) for text in texts]
         if not self.vectorised:
             return [
                 (str(language), float(confidence))
                 for language, confidence in map(self.identifier.classify, texts)
             ]
-        if not texts:
-            return []
-        samples = [self.encode(text) for text in texts]
+        samples = [self.identifier._encode(text) for text in texts]
         _, starts, features, counts = self._counts(samples)
         weights = np.log1p(counts.astype(np.float32))
         # Each distinct feature's float32 row once for the whole batch (marked, not sorted).
@@ -224,88 +226,34 @@ class FastLangid:
         ]
 
     def classify(self, text: str) -> tuple[str, float]:
-        """(language, normalised probability), exactly as py3langid's ``classify`` answers."""
-        return self.classify_many([text])[0]
+        """(language, normalised probability), exactly as py3langid's ``classify`` answers.
 
+        For one text numpy's per-call cost outweighs the vectorised walk, so this walks the
+        way py3langid does and only scores through the lookup table.
+        """
+        if not self.vectorised:
+            language, confidence = self.identifier.classify(text)
+            return str(language), float(confidence)
+        from py3langid.langid import visit_counts
 
-def _goto_edges(
-    nextmove: npt.NDArray[Any], rowbase: npt.NDArray[np.int64]
-) -> tuple[int, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The n-gram trie inside py3langid's DFA: its depth, and its goto edges as sorted keys
-    ``state << 8 | byte`` with the child each leads to.
-
-    Breadth-first from the root: a move from a state at depth L-1 that reaches depth L is a
-    goto edge (the DFA's other moves land on a shorter suffix).  Frontiers are read in chunks
-    so that the temporary (states x 256 moves) stays a few MB.
-    """
-    depth = np.full(len(rowbase), -1, dtype=np.int8)
-    depth[0] = 0
-    frontier = np.zeros(1, dtype=np.int64)
-    columns = np.arange(256, dtype=np.int64)
-    keys: list[npt.NDArray[np.int64]] = []
-    children: list[npt.NDArray[np.int64]] = []
-    level = 0
-    while len(frontier):
-        level += 1
-        for start in range(0, len(frontier), 4096):
-            chunk = frontier[start : start + 4096]
-            reached = nextmove[rowbase[chunk][:, None] + columns].astype(np.int64)
-            depth[reached[depth[reached] < 0]] = level
-            parent, byte = np.nonzero(depth[reached] == level)
-            keys.append((chunk[parent] << 8) | byte)
-            children.append(reached[parent, byte])
-        frontier = np.flatnonzero(depth == level)
-    key = np.concatenate(keys)
-    order = np.argsort(key, kind="stable")
-    return level - 1, key[order], np.concatenate(children)[order]
-
-
-class GotoTable:
-    """``state << 8 | byte`` -> child state, or -1: the trie's goto edges in an open-addressing
-    hash table (linear probing, a fifth full), looked up for many keys at once.
-
-    The DFA answers the same question by direct indexing, but its table has a row of 256
-    moves for every inner state (39 MB); this holds only the 100,000 edges (4 MB), and a
-    lookup is a probe or two instead of a binary search's seventeen.
-    """
-
-    SLOTS = 1 << 19
-    _MULTIPLIER = 0x9E3779B1  # Fibonacci hashing: keys < 2**25, so the product fits int64
-    _SHIFT = 16
-
-    def __init__(self, keys: npt.NDArray[np.int64], children: npt.NDArray[np.int64]) -> None:
-        if len(keys) * 2 > self.SLOTS:
-            raise ValueError(f"{len(keys)} edges are too many for {self.SLOTS} slots")
-        self.keys = np.full(self.SLOTS, -1, dtype=np.int32)  # keys < 2**25
-        self.children = np.full(self.SLOTS, -1, dtype=np.int32)
-        pending = np.arange(len(keys))
-        slot = self._home(keys)
-        while len(pending):
-            free = self.keys[slot] < 0
-            # of the keys that want one free slot, the first takes it; the rest probe on
-            taken, first = np.unique(slot[free], return_index=True)
-            winners = np.flatnonzero(free)[first]
-            self.keys[taken] = keys[pending[winners]]
-            self.children[taken] = children[pending[winners]]
-            placed = np.zeros(len(pending), dtype=np.bool_)
-            placed[winners] = True
-            pending, slot = pending[~placed], (slot[~placed] + 1) & (self.SLOTS - 1)
-
-    def _home(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        return ((keys * self._MULTIPLIER) >> self._SHIFT) & (self.SLOTS - 1)
-
-    def lookup(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """Each key's child state, or -1 where the key is not an edge."""
-        found = np.full(len(keys), -1, dtype=np.int64)
-        slot = self._home(keys)
-        pending = np.arange(len(keys))
-        while len(pending):
-            stored = self.keys[slot]
-            hit = stored == keys[pending]
-            found[pending[hit]] = self.children[slot[hit]]
-            going = ~hit & (stored >= 0)  # an empty slot ends the probe: not an edge
-            pending, slot = pending[going], (slot[going] + 1) & (self.SLOTS - 1)
-        return found
+        ident = self.identifier
+        data = ident._encode(text)
+        visits = visit_counts(ident.tk_nextmove, ident._rowbase, ident.tk_output, data) or {}
+        features = np.fromiter(visits.keys(), dtype=np.int64, count=len(visits))
+        counts = np.fromiter(visits.values(), dtype=np.float32, count=len(visits))
+        if len(features):
+            rows = self.half_to_single[self.table_bits[features]]
+            scores = np.log1p(counts) @ rows + self.prior
+        else:
+            scores = np.zeros(len(self.classes), dtype=np.float32)
+        scores *= 1.0 / math.sqrt(len(data) or 1)
+        np.exp(scores - scores.max(), out=scores)
+        scores /= scores.sum()
+        for i, j in self.alias_pairs:
+            scores[i] += scores[j]
+            scores[j] = 0.0
+        best = int(scores.argmax())
+        return self.classes[best], float(scores[best])
 
 
 def _uint(values: Any) -> np.dtype[Any]:
